@@ -1,0 +1,193 @@
+/*
+ * txfs.h: libtxfs, the client API of txfs.
+ *
+ * Programs use it to find and talk to txfsd, the daemon that serves a txfs
+ * mount, over its control socket; txctl(1) is built on it.  The wire
+ * protocol is documented in txfsd(8), CONTROL PROTOCOL.
+ *
+ * Conventions: functions that can fail return 0 or a negative errno and
+ * never print.  Objects returned through out-parameters are owned by the
+ * caller, who frees them with the matching *_free / txfs_close function.
+ * Strings obtained from a reply live as long as the reply.  A client is
+ * not thread-safe: use one per thread, or serialise access to it.
+ */
+#ifndef TXFS_H
+#define TXFS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define TXFS_SENTINEL __attribute__((sentinel))
+#else
+#define TXFS_SENTINEL
+#endif
+
+/* The protocol version this library speaks (status reports the daemon's). */
+#define TXFS_PROTOCOL 1
+
+/* How long a request may take before it fails with -ETIMEDOUT. */
+#define TXFS_DEFAULT_TIMEOUT_MS 30000
+
+/* A connection to one daemon. */
+struct txfs_client;
+
+/* A daemon's answer to one request. */
+struct txfs_reply;
+
+/* One argument of a request; value holds len bytes (any bytes). */
+struct txfs_arg {
+	const char *key;
+	const void *value;
+	size_t len;
+};
+
+/* --- Finding a daemon ---------------------------------------------------- */
+
+/*
+ * Writes into buf the default control socket for the daemon serving
+ * mountpoint, as a daemon of this process's effective uid would create it:
+ * /run/txfs/NAME.sock for root, else $XDG_RUNTIME_DIR/txfs/NAME.sock or
+ * /tmp/txfs-UID/NAME.sock, where NAME is the mount point's last component
+ * and a hash of its canonical path.  Returns 0, -ENAMETOOLONG if it does
+ * not fit in len bytes, or the -errno of resolving mountpoint.
+ */
+int txfs_default_socket(const char *mountpoint, char *buf, size_t len);
+
+/*
+ * Finds the innermost txfs mount (file-system type fuse.txfs) that
+ * contains path, from /proc/self/mountinfo, and writes its mount point
+ * into mnt.  Returns 0, -ENOENT when path is in no txfs mount,
+ * -ENAMETOOLONG when the mount point does not fit, or the -errno of
+ * resolving path.
+ */
+int txfs_find_mount(const char *path, char *mnt, size_t len);
+
+/* --- Connections --------------------------------------------------------- */
+
+/*
+ * Connects to the daemon listening on socket_path.  Returns 0 and stores a
+ * new client in *out (free it with txfs_close), or -errno: -ENOENT when no
+ * socket is there, -ECONNREFUSED when no daemon listens on it, -EACCES
+ * without permission, -ETIMEDOUT when the daemon does not accept in time.
+ */
+int txfs_connect(const char *socket_path, struct txfs_client **out);
+
+/*
+ * Connects to the daemon serving mountpoint at its default socket
+ * (txfs_default_socket); a caller that is not root also tries the
+ * location a root daemon uses.  Returns as txfs_connect.  When tried is
+ * not NULL it receives the socket path the result refers to (for error
+ * messages), or "" if none could be computed.
+ */
+int txfs_connect_mount(const char *mountpoint, struct txfs_client **out,
+		       char *tried, size_t triedlen);
+
+/* Closes the connection and frees the client.  NULL-safe. */
+void txfs_close(struct txfs_client *cl);
+
+/*
+ * Sets how long each later request may take, in milliseconds, from sending
+ * to the end of the reply; a negative value waits forever.  The default is
+ * TXFS_DEFAULT_TIMEOUT_MS.
+ */
+void txfs_set_timeout(struct txfs_client *cl, int timeout_ms);
+
+/* The socket path the client is connected to; lives as long as cl. */
+const char *txfs_socket_path(const struct txfs_client *cl);
+
+/* --- Requests ------------------------------------------------------------ */
+
+/*
+ * Sends the request "verb key=value ..." and waits for its reply.  The
+ * variadic arguments are pairs of C strings (key, value) ended by NULL.
+ * Returns 0 when the daemon answered "ok".  When it answered "err",
+ * returns that negative errno (-EPROTO for a name this library does not
+ * know) and still stores the reply, whose message says more.  In both
+ * cases *out receives the reply, which the caller frees with
+ * txfs_reply_free (out may be NULL to discard it).  When the daemon could
+ * not be talked to, returns -errno (-ETIMEDOUT, -ECONNRESET, -EPROTO for
+ * an unreadable reply, -EINVAL for a bad verb or key, -EMSGSIZE for a
+ * request over 64 KiB) and sets *out to NULL; after such a failure the
+ * connection is unusable and every later request returns the same error.
+ */
+int txfs_request(struct txfs_client *cl, struct txfs_reply **out,
+		 const char *verb, ...) TXFS_SENTINEL;
+
+/* As txfs_request, with nargs arguments that may hold any bytes. */
+int txfs_requestv(struct txfs_client *cl, struct txfs_reply **out,
+		  const char *verb, const struct txfs_arg *args, size_t nargs);
+
+/* --- Replies ------------------------------------------------------------- */
+
+/* Frees a reply and every string obtained from it.  NULL-safe. */
+void txfs_reply_free(struct txfs_reply *r);
+
+/* 0 for an "ok" reply, else the negative errno the daemon named. */
+int txfs_reply_error(const struct txfs_reply *r);
+
+/* For an "err" reply, the errno name ("EPERM") and message; "" if ok. */
+const char *txfs_reply_errname(const struct txfs_reply *r);
+const char *txfs_reply_message(const struct txfs_reply *r);
+
+/*
+ * The value of the first top-level field named key (NUL-terminated), or
+ * NULL when there is none.
+ */
+const char *txfs_reply_get(const struct txfs_reply *r, const char *key);
+
+/*
+ * Replies may carry repeated records after their top-level fields (for
+ * example one per STM site).  txfs_reply_records returns how many;
+ * txfs_reply_record_get looks key up in record n, where record 0 is the
+ * top level and records are numbered from 1; len (may be NULL) receives
+ * the value's length, as values may contain NUL bytes.
+ */
+size_t txfs_reply_records(const struct txfs_reply *r);
+const char *txfs_reply_record_get(const struct txfs_reply *r, size_t n,
+				  const char *key, size_t *len);
+
+/*
+ * Iterates over every field in wire order: txfs_reply_count gives the
+ * number, txfs_reply_field field i with the record it belongs to.  Any
+ * out-pointer may be NULL.  Returns 0, or -ERANGE when i is too large.
+ */
+size_t txfs_reply_count(const struct txfs_reply *r);
+int txfs_reply_field(const struct txfs_reply *r, size_t i, const char **key,
+		     const char **value, size_t *len, size_t *record);
+
+/* --- Typed requests ------------------------------------------------------ */
+
+/* What the status request reports.  The strings belong to the struct. */
+struct txfs_status {
+	unsigned protocol; /* the daemon's protocol version */
+	char *version;	   /* the daemon's package version */
+	char *source;	   /* the backing directory */
+	char *mountpoint;  /* where the file system is mounted */
+	char *state_dir;   /* where transaction state is kept */
+	char *socket;	   /* the control socket */
+	long pid;	   /* the daemon's process id */
+	int64_t started;   /* start time, seconds since the Epoch */
+	uint64_t uptime;   /* seconds since the start */
+};
+
+/*
+ * Asks the daemon for its status and fills *st, which the caller later
+ * empties with txfs_status_clear.  Returns 0, the daemon's negative errno,
+ * -EPROTO when the reply lacks a field or has a malformed one, or a
+ * transport error as txfs_request.  On failure *st holds no memory.
+ */
+int txfs_status(struct txfs_client *cl, struct txfs_status *st);
+
+/* Frees the strings of *st and zeroes it.  NULL-safe. */
+void txfs_status_clear(struct txfs_status *st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TXFS_H */

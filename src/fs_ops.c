@@ -1,0 +1,1109 @@
+/*
+ * fs_ops.c: the FUSE low-level callbacks (pass-through to SOURCE).
+ *
+ * Every callback works relative to descriptors: the O_PATH descriptor of the
+ * node it names (node_fd_get) or the file handle of an open file, and the
+ * *at() system calls.  No path string is ever built from names, so a rename
+ * racing a lookup cannot redirect an operation outside SOURCE.  The only
+ * paths used are /proc/self/fd/N, to reach an object through its own
+ * descriptor where Linux has no AT_EMPTY_PATH variant.
+ *
+ * Invariants:
+ *  (1) Every descriptor taken with node_fd_get is released with
+ *      node_fd_put before the callback replies.
+ *  (2) Every reply that hands the kernel a nodeid (entry, create) follows
+ *      exactly one node reference; if the reply fails, or readdirplus
+ *      cannot fit the entry, the reference is dropped again.
+ *  (3) The state directory is never reachable: its name in the root is
+ *      not listed, not found, and cannot be created, renamed or linked.
+ *  (4) Objects created for a caller other than the daemon's own user are
+ *      owned by the caller (and the parent's group for set-group-ID dirs).
+ */
+#include "config.h"
+
+#include "fs_ops.h"
+
+#include "log.h"
+#include "node.h"
+#include "statedir.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+struct fs {
+	struct fs_config cfg; /* immutable */
+};
+
+/* An open directory stream and where the kernel last read it. */
+struct dir_handle {
+	DIR *dp;
+	struct dirent *entry; /* read but not yet returned, or NULL */
+	off_t offset;
+};
+
+static struct fs *req_fs(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static struct node *req_node(fuse_req_t req, fuse_ino_t ino)
+{
+	return node_from_id(req_fs(req)->cfg.nodes, ino);
+}
+
+/* Replies with a -errno (or 0) result. */
+static void reply_status(fuse_req_t req, int ret)
+{
+	fuse_reply_err(req, ret < 0 ? -ret : 0);
+}
+
+static void proc_path(int fd, char *buf, size_t len)
+{
+	snprintf(buf, len, "/proc/self/fd/%d", fd);
+}
+
+/* Returns true when name in parent is the hidden state directory. */
+static bool is_hidden(struct fs *fs, struct node *parent, const char *name)
+{
+	return node_is_root(parent) && statedir_hides(fs->cfg.state, name);
+}
+
+static int check_name(const char *name)
+{
+	if (strlen(name) > NAME_MAX)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/*
+ * Looks name up in parent (whose pinned O_PATH descriptor is pfd), takes a
+ * node reference and fills e.  Returns 0 or -errno.
+ */
+static int lookup_at(struct fs *fs, struct node *parent, int pfd,
+		     const char *name, struct fuse_entry_param *e)
+{
+	struct node_table *t = fs->cfg.nodes;
+	struct node *n;
+	struct stat st;
+	int fd, ret;
+
+	memset(e, 0, sizeof(*e));
+	if (strcmp(name, "..") == 0 && node_is_root(parent))
+		name = "."; /* ".." never leaves the mount */
+	if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	ret = node_ref(t, &st, &n);
+	if (ret == -ENOENT) {
+		fd = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		if (fstat(fd, &st) < 0) {
+			ret = -errno;
+			close(fd);
+			return ret;
+		}
+		ret = node_ref_fd(t, fd, &st, &n);
+	}
+	if (ret < 0)
+		return ret;
+	e->ino = node_id(n);
+	e->generation = node_generation(n);
+	e->attr = st;
+	e->attr_timeout = fs->cfg.attr_timeout;
+	e->entry_timeout = fs->cfg.entry_timeout;
+	return 0;
+}
+
+/* Replies with an entry, dropping the reference if the kernel is gone. */
+static void reply_entry(fuse_req_t req, const struct fuse_entry_param *e)
+{
+	if (fuse_reply_entry(req, e) != 0)
+		node_forget(req_fs(req)->cfg.nodes, req_node(req, e->ino), 1);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* See DESIGN.md: the kernel must not trust its own cached data. */
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	if (conn->capable & FUSE_CAP_EXPLICIT_INVAL_DATA)
+		conn->want |= FUSE_CAP_EXPLICIT_INVAL_DATA;
+	/* Writes run as root, which keeps set-user-ID bits: let the kernel
+	 * clear them with a setattr instead. */
+	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
+	conn->max_write = 1u << 20;
+	conn->max_background = 64;
+	conn->congestion_threshold = 48;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = req_fs(req);
+	struct node *p = req_node(req, parent);
+	struct fuse_entry_param e;
+	int pfd, ret;
+
+	ret = check_name(name);
+	if (ret < 0)
+		goto out_reply;
+	if (is_hidden(fs, p, name)) {
+		ret = -ENOENT;
+		goto out_reply;
+	}
+	pfd = node_fd_get(fs->cfg.nodes, p);
+	if (pfd < 0) {
+		ret = pfd;
+		goto out_reply;
+	}
+	ret = lookup_at(fs, p, pfd, name, &e);
+	node_fd_put(fs->cfg.nodes, p);
+	if (ret == 0) {
+		reply_entry(req, &e);
+		return;
+	}
+out_reply:
+	reply_status(req, ret);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	node_forget(req_fs(req)->cfg.nodes, req_node(req, ino), nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count,
+			    struct fuse_forget_data *forgets)
+{
+	struct node_table *t = req_fs(req)->cfg.nodes;
+
+	for (size_t i = 0; i < count; i++)
+		node_forget(t, node_from_id(t, forgets[i].ino),
+			    forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+/* Stats the node's object. */
+static int stat_node(struct fs *fs, struct node *n, struct stat *st)
+{
+	int fd, ret = 0;
+
+	fd = node_fd_get(fs->cfg.nodes, n);
+	if (fd < 0)
+		return fd;
+	if (fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		ret = -errno;
+	node_fd_put(fs->cfg.nodes, n);
+	return ret;
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct fs *fs = req_fs(req);
+	struct node *n = req_node(req, ino);
+	struct stat st;
+	int ret;
+
+	if (fi != NULL && node_type(n) != S_IFDIR)
+		ret = fstat((int)fi->fh, &st) < 0 ? -errno : 0;
+	else
+		ret = stat_node(fs, n, &st);
+	if (ret < 0) {
+		reply_status(req, ret);
+		return;
+	}
+	fuse_reply_attr(req, &st, fs->cfg.attr_timeout);
+}
+
+/* Applies the requested attribute changes; returns 0 or -errno. */
+static int setattr_apply(struct node *n, int pfd, struct stat *attr, int valid,
+			 struct fuse_file_info *fi)
+{
+	bool have_fh = fi != NULL && node_type(n) != S_IFDIR;
+	int fh = have_fh ? (int)fi->fh : -1;
+	char path[64];
+
+	proc_path(pfd, path, sizeof(path));
+	if (valid & FUSE_SET_ATTR_MODE) {
+		int r = have_fh ? fchmod(fh, attr->st_mode)
+				: chmod(path, attr->st_mode);
+		if (r < 0)
+			return -errno;
+	}
+	if (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		uid_t uid =
+		    (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
+		gid_t gid =
+		    (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
+		if (fchownat(pfd, "", uid, gid,
+			     AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+			return -errno;
+	}
+	if (valid & FUSE_SET_ATTR_SIZE) {
+		int r = have_fh ? ftruncate(fh, attr->st_size)
+				: truncate(path, attr->st_size);
+		if (r < 0)
+			return -errno;
+	}
+	if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+		struct timespec tv[2] = {
+			{ .tv_nsec = UTIME_OMIT },
+			{ .tv_nsec = UTIME_OMIT },
+		};
+		if (valid & FUSE_SET_ATTR_ATIME_NOW)
+			tv[0].tv_nsec = UTIME_NOW;
+		else if (valid & FUSE_SET_ATTR_ATIME)
+			tv[0] = attr->st_atim;
+		if (valid & FUSE_SET_ATTR_MTIME_NOW)
+			tv[1].tv_nsec = UTIME_NOW;
+		else if (valid & FUSE_SET_ATTR_MTIME)
+			tv[1] = attr->st_mtim;
+		int r = have_fh ? futimens(fh, tv)
+				: utimensat(pfd, "", tv, AT_EMPTY_PATH);
+		if (r < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+		       int valid, struct fuse_file_info *fi)
+{
+	struct fs *fs = req_fs(req);
+	struct node *n = req_node(req, ino);
+	struct stat st;
+	int pfd, ret;
+
+	pfd = node_fd_get(fs->cfg.nodes, n);
+	if (pfd < 0) {
+		reply_status(req, pfd);
+		return;
+	}
+	ret = setattr_apply(n, pfd, attr, valid, fi);
+	if (ret == 0 &&
+	    fstatat(pfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		ret = -errno;
+	node_fd_put(fs->cfg.nodes, n);
+	if (ret < 0) {
+		reply_status(req, ret);
+		return;
+	}
+	fuse_reply_attr(req, &st, fs->cfg.attr_timeout);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs *fs = req_fs(req);
+	struct node *n = req_node(req, ino);
+	char buf[PATH_MAX + 1];
+	ssize_t len;
+	int fd;
+
+	fd = node_fd_get(fs->cfg.nodes, n);
+	if (fd < 0) {
+		reply_status(req, fd);
+		return;
+	}
+	len = readlinkat(fd, "", buf, sizeof(buf));
+	int err = errno;
+	node_fd_put(fs->cfg.nodes, n);
+	if (len < 0) {
+		reply_status(req, -err);
+		return;
+	}
+	if ((size_t)len == sizeof(buf)) {
+		reply_status(req, -ENAMETOOLONG);
+		return;
+	}
+	buf[len] = '\0';
+	fuse_reply_readlink(req, buf);
+}
+
+/*
+ * Gives a newly created name the caller's ownership, see invariant (4).
+ * pfd is the parent's descriptor.
+ */
+static int set_owner(fuse_req_t req, int pfd, const char *name, mode_t mode)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct stat pst;
+	gid_t gid = ctx->gid;
+
+	if (ctx->uid == geteuid() && ctx->gid == getegid())
+		return 0;
+	if (fstat(pfd, &pst) < 0)
+		return -errno;
+	if (pst.st_mode & S_ISGID)
+		gid = pst.st_gid;
+	if (fchownat(pfd, name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	/* chown clears set-ID bits the caller asked for; put them back. */
+	if ((mode & (S_ISUID | S_ISGID)) && !S_ISLNK(mode) && !S_ISDIR(mode) &&
+	    fchmodat(pfd, name, mode & 07777, 0) < 0)
+		return -errno;
+	return 0;
+}
+
+/* The kinds of name a creating callback makes. */
+enum make_kind { MAKE_NODE, MAKE_DIR, MAKE_SYMLINK };
+
+static void make_name(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      enum make_kind kind, mode_t mode, dev_t rdev,
+		      const char *target)
+{
+	struct fs *fs = req_fs(req);
+	struct node *p = req_node(req, parent);
+	struct fuse_entry_param e;
+	int pfd, ret;
+
+	ret = check_name(name);
+	if (ret < 0)
+		goto out_reply;
+	if (is_hidden(fs, p, name)) {
+		ret = -EPERM;
+		goto out_reply;
+	}
+	pfd = node_fd_get(fs->cfg.nodes, p);
+	if (pfd < 0) {
+		ret = pfd;
+		goto out_reply;
+	}
+	switch (kind) {
+	case MAKE_NODE:
+		ret = mknodat(pfd, name, mode, rdev);
+		break;
+	case MAKE_DIR:
+		ret = mkdirat(pfd, name, mode);
+		break;
+	case MAKE_SYMLINK:
+		ret = symlinkat(target, pfd, name);
+		mode = S_IFLNK | 0777;
+		break;
+	}
+	ret = ret < 0 ? -errno : 0;
+	if (ret == 0)
+		ret = set_owner(req, pfd, name,
+				kind == MAKE_DIR ? (mode | S_IFDIR) : mode);
+	if (ret == 0)
+		ret = lookup_at(fs, p, pfd, name, &e);
+	node_fd_put(fs->cfg.nodes, p);
+	if (ret == 0) {
+		reply_entry(req, &e);
+		return;
+	}
+out_reply:
+	reply_status(req, ret);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode, dev_t rdev)
+{
+	make_name(req, parent, name, MAKE_NODE, mode, rdev, NULL);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode)
+{
+	make_name(req, parent, name, MAKE_DIR, mode, 0, NULL);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+		       const char *name)
+{
+	make_name(req, parent, name, MAKE_SYMLINK, 0, 0, link);
+}
+
+/* Removes name from parent; flags is 0 or AT_REMOVEDIR. */
+static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name,
+			int flags)
+{
+	struct fs *fs = req_fs(req);
+	struct node *p = req_node(req, parent);
+	struct stat st;
+	int pfd, ret;
+
+	ret = check_name(name);
+	if (ret < 0)
+		goto out_reply;
+	if (is_hidden(fs, p, name)) {
+		ret = -ENOENT;
+		goto out_reply;
+	}
+	pfd = node_fd_get(fs->cfg.nodes, p);
+	if (pfd < 0) {
+		ret = pfd;
+		goto out_reply;
+	}
+	ret = 0;
+	if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		ret = -errno;
+	if (ret == 0 && unlinkat(pfd, name, flags) < 0)
+		ret = -errno;
+	node_fd_put(fs->cfg.nodes, p);
+	if (ret == 0 && (S_ISDIR(st.st_mode) || st.st_nlink <= 1))
+		node_mark_dead(fs->cfg.nodes, st.st_dev, st.st_ino);
+out_reply:
+	reply_status(req, ret);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	remove_name(req, parent, name, 0);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	remove_name(req, parent, name, AT_REMOVEDIR);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname,
+		      unsigned int flags)
+{
+	struct fs *fs = req_fs(req);
+	struct node *p = req_node(req, parent);
+	struct node *np = req_node(req, newparent);
+	struct stat src, dst;
+	bool replaced = false;
+	int pfd, npfd, ret;
+
+	ret = check_name(name);
+	if (ret == 0)
+		ret = check_name(newname);
+	if (ret < 0)
+		goto out_reply;
+	if (is_hidden(fs, p, name)) {
+		ret = -ENOENT;
+		goto out_reply;
+	}
+	if (is_hidden(fs, np, newname)) {
+		ret = -EPERM;
+		goto out_reply;
+	}
+	pfd = node_fd_get(fs->cfg.nodes, p);
+	if (pfd < 0) {
+		ret = pfd;
+		goto out_reply;
+	}
+	npfd = node_fd_get(fs->cfg.nodes, np);
+	if (npfd < 0) {
+		ret = npfd;
+		goto out_put_parent;
+	}
+	if (!(flags & RENAME_EXCHANGE) &&
+	    fstatat(npfd, newname, &dst, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    fstatat(pfd, name, &src, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    (src.st_ino != dst.st_ino || src.st_dev != dst.st_dev))
+		replaced = S_ISDIR(dst.st_mode) || dst.st_nlink <= 1;
+	ret = renameat2(pfd, name, npfd, newname, flags) < 0 ? -errno : 0;
+	if (ret == 0 && replaced)
+		node_mark_dead(fs->cfg.nodes, dst.st_dev, dst.st_ino);
+	node_fd_put(fs->cfg.nodes, np);
+out_put_parent:
+	node_fd_put(fs->cfg.nodes, p);
+out_reply:
+	reply_status(req, ret);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		    const char *newname)
+{
+	struct fs *fs = req_fs(req);
+	struct node *n = req_node(req, ino);
+	struct node *np = req_node(req, newparent);
+	struct fuse_entry_param e;
+	int fd, npfd, ret;
+
+	ret = check_name(newname);
+	if (ret < 0)
+		goto out_reply;
+	if (is_hidden(fs, np, newname)) {
+		ret = -EPERM;
+		goto out_reply;
+	}
+	fd = node_fd_get(fs->cfg.nodes, n);
+	if (fd < 0) {
+		ret = fd;
+		goto out_reply;
+	}
+	npfd = node_fd_get(fs->cfg.nodes, np);
+	if (npfd < 0) {
+		ret = npfd;
+		goto out_put_node;
+	}
+	ret = linkat(fd, "", npfd, newname, AT_EMPTY_PATH) < 0 ? -errno : 0;
+	if (ret == 0)
+		ret = lookup_at(fs, np, npfd, newname, &e);
+	node_fd_put(fs->cfg.nodes, np);
+out_put_node:
+	node_fd_put(fs->cfg.nodes, n);
+	if (ret == 0) {
+		reply_entry(req, &e);
+		return;
+	}
+out_reply:
+	reply_status(req, ret);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = req_fs(req);
+	struct node *n = req_node(req, ino);
+	int fd;
+
+	/*
+	 * The kernel gives O_DIRECT its meaning on the FUSE side; passing it
+	 * on would impose the backing file system's alignment rules on
+	 * requests the kernel has already split its own way.
+	 */
+	fd = node_open(fs->cfg.nodes, n, fi->flags & ~(O_NOFOLLOW | O_DIRECT));
+	if (fd < 0) {
+		reply_status(req, fd);
+		return;
+	}
+	fi->fh = (uint64_t)fd;
+	fi->keep_cache = 0;
+	if (fuse_reply_open(req, fi) != 0)
+		close(fd);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, struct fuse_file_info *fi)
+{
+	struct fs *fs = req_fs(req);
+	struct node *p = req_node(req, parent);
+	struct fuse_entry_param e;
+	int pfd, fd = -1, ret;
+
+	ret = check_name(name);
+	if (ret < 0)
+		goto out_reply;
+	if (is_hidden(fs, p, name)) {
+		ret = -EPERM;
+		goto out_reply;
+	}
+	pfd = node_fd_get(fs->cfg.nodes, p);
+	if (pfd < 0) {
+		ret = pfd;
+		goto out_reply;
+	}
+	fd = openat(pfd, name,
+		    (fi->flags | O_CREAT | O_CLOEXEC | O_NOCTTY) &
+			~(O_NOFOLLOW | O_DIRECT),
+		    mode);
+	ret = fd < 0 ? -errno : 0;
+	if (ret == 0)
+		ret = set_owner(req, pfd, name, mode);
+	if (ret == 0)
+		ret = lookup_at(fs, p, pfd, name, &e);
+	node_fd_put(fs->cfg.nodes, p);
+	if (ret < 0)
+		goto out_close_fd;
+	fi->fh = (uint64_t)fd;
+	fi->keep_cache = 0;
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		node_forget(fs->cfg.nodes, req_node(req, e.ino), 1);
+		close(fd);
+	}
+	return;
+
+out_close_fd:
+	if (fd >= 0)
+		close(fd);
+out_reply:
+	reply_status(req, ret);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+
+	(void)ino;
+	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	buf.buf[0].fd = (int)fi->fh;
+	buf.buf[0].pos = off;
+	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
+			 off_t off, struct fuse_file_info *fi)
+{
+	struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
+	ssize_t n;
+
+	(void)ino;
+	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	out.buf[0].fd = (int)fi->fh;
+	out.buf[0].pos = off;
+	n = fuse_buf_copy(&out, in, 0);
+	if (n < 0)
+		reply_status(req, (int)n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	int fd;
+
+	(void)ino;
+	/* Closing a duplicate gives the backing file system its close(). */
+	fd = dup((int)fi->fh);
+	if (fd < 0) {
+		reply_status(req, -errno);
+		return;
+	}
+	reply_status(req, close(fd) < 0 ? -errno : 0);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	(void)ino;
+	close((int)fi->fh);
+	reply_status(req, 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		     struct fuse_file_info *fi)
+{
+	int fd = (int)fi->fh;
+	int r;
+
+	(void)ino;
+	r = datasync ? fdatasync(fd) : fsync(fd);
+	reply_status(req, r < 0 ? -errno : 0);
+}
+
+static struct dir_handle *dir_of(struct fuse_file_info *fi)
+{
+	return (struct dir_handle *)(uintptr_t)fi->fh;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct fs *fs = req_fs(req);
+	struct dir_handle *d;
+	int fd, ret;
+
+	d = calloc(1, sizeof(*d));
+	if (d == NULL) {
+		reply_status(req, -ENOMEM);
+		return;
+	}
+	fd = node_open(fs->cfg.nodes, req_node(req, ino),
+		       O_RDONLY | O_DIRECTORY);
+	if (fd < 0) {
+		ret = fd;
+		goto out_free;
+	}
+	d->dp = fdopendir(fd);
+	if (d->dp == NULL) {
+		ret = -errno;
+		close(fd);
+		goto out_free;
+	}
+	fi->fh = (uint64_t)(uintptr_t)d;
+	if (fuse_reply_open(req, fi) != 0) {
+		closedir(d->dp);
+		free(d);
+	}
+	return;
+
+out_free:
+	free(d);
+	reply_status(req, ret);
+}
+
+/* Fills one readdir reply; plus selects readdirplus. */
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
+		       off_t offset, struct fuse_file_info *fi, bool plus)
+{
+	struct fs *fs = req_fs(req);
+	struct node *dn = req_node(req, ino);
+	struct dir_handle *d = dir_of(fi);
+	char *buf, *p;
+	size_t rem = size;
+	int pfd = -1, err = 0;
+
+	buf = malloc(size);
+	if (buf == NULL) {
+		reply_status(req, -ENOMEM);
+		return;
+	}
+	if (plus) {
+		pfd = node_fd_get(fs->cfg.nodes, dn);
+		if (pfd < 0) {
+			free(buf);
+			reply_status(req, pfd);
+			return;
+		}
+	}
+	if (offset != d->offset) {
+		seekdir(d->dp, offset);
+		d->entry = NULL;
+		d->offset = offset;
+	}
+	p = buf;
+	for (;;) {
+		struct fuse_entry_param e;
+		const char *name;
+		size_t entsize;
+		off_t next;
+
+		if (d->entry == NULL) {
+			errno = 0;
+			d->entry = readdir(d->dp);
+			if (d->entry == NULL) {
+				err = errno;
+				break;
+			}
+		}
+		name = d->entry->d_name;
+		next = d->entry->d_off;
+		if (is_hidden(fs, dn, name)) {
+			d->entry = NULL;
+			d->offset = next;
+			continue;
+		}
+		if (plus) {
+			bool dot =
+			    strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
+			if (dot) {
+				memset(&e, 0, sizeof(e));
+				e.attr.st_ino = d->entry->d_ino;
+				e.attr.st_mode = (mode_t)d->entry->d_type << 12;
+			} else if (lookup_at(fs, dn, pfd, name, &e) < 0) {
+				/* Gone since readdir saw it: skip it. */
+				d->entry = NULL;
+				d->offset = next;
+				continue;
+			}
+			entsize =
+			    fuse_add_direntry_plus(req, p, rem, name, &e, next);
+			if (entsize > rem) {
+				if (!dot)
+					node_forget(fs->cfg.nodes,
+						    req_node(req, e.ino), 1);
+				break;
+			}
+		} else {
+			struct stat st = {
+				.st_ino = d->entry->d_ino,
+				.st_mode = (mode_t)d->entry->d_type << 12,
+			};
+			entsize =
+			    fuse_add_direntry(req, p, rem, name, &st, next);
+			if (entsize > rem)
+				break;
+		}
+		p += entsize;
+		rem -= entsize;
+		d->entry = NULL;
+		d->offset = next;
+	}
+	if (pfd >= 0)
+		node_fd_put(fs->cfg.nodes, dn);
+	/* An error after some entries is reported on the next call. */
+	if (err != 0 && rem == size)
+		reply_status(req, -err);
+	else
+		fuse_reply_buf(req, buf, size - rem);
+	free(buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
+		       off_t offset, struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, offset, fi, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+			   off_t offset, struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, offset, fi, true);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
+			  struct fuse_file_info *fi)
+{
+	struct dir_handle *d = dir_of(fi);
+
+	(void)ino;
+	closedir(d->dp);
+	free(d);
+	reply_status(req, 0);
+}
+
+static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+			struct fuse_file_info *fi)
+{
+	int fd = dirfd(dir_of(fi)->dp);
+	int r;
+
+	(void)ino;
+	r = datasync ? fdatasync(fd) : fsync(fd);
+	reply_status(req, r < 0 ? -errno : 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs *fs = req_fs(req);
+	struct node *n = req_node(req, ino);
+	struct statvfs sv;
+	int fd, ret;
+
+	fd = node_fd_get(fs->cfg.nodes, n);
+	if (fd < 0) {
+		reply_status(req, fd);
+		return;
+	}
+	ret = fstatvfs(fd, &sv) < 0 ? -errno : 0;
+	node_fd_put(fs->cfg.nodes, n);
+	if (ret < 0)
+		reply_status(req, ret);
+	else
+		fuse_reply_statfs(req, &sv);
+}
+
+/* The kinds of extended-attribute request. */
+enum xattr_op { XATTR_SET, XATTR_GET, XATTR_LIST, XATTR_REMOVE };
+
+/*
+ * Runs one xattr call on the node's object through its /proc/self/fd
+ * link.  Returns the call's result (a size or 0) or -errno.
+ */
+static ssize_t xattr_call(struct fs *fs, struct node *n, enum xattr_op op,
+			  const char *name, void *value, size_t size, int flags)
+{
+	char path[64];
+	ssize_t r = -1;
+	int fd;
+
+	fd = node_fd_get(fs->cfg.nodes, n);
+	if (fd < 0)
+		return fd;
+	proc_path(fd, path, sizeof(path));
+	switch (op) {
+	case XATTR_SET:
+		r = setxattr(path, name, value, size, flags);
+		break;
+	case XATTR_GET:
+		r = getxattr(path, name, value, size);
+		break;
+	case XATTR_LIST:
+		r = listxattr(path, value, size);
+		break;
+	case XATTR_REMOVE:
+		r = removexattr(path, name);
+		break;
+	}
+	if (r < 0)
+		r = -errno;
+	node_fd_put(fs->cfg.nodes, n);
+	return r;
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			const char *value, size_t size, int flags)
+{
+	ssize_t r = xattr_call(req_fs(req), req_node(req, ino), XATTR_SET, name,
+			       (void *)value, size, flags);
+	reply_status(req, (int)r);
+}
+
+/* Replies to a get or list request with size 0 (probe) or the data. */
+static void reply_xattr_data(fuse_req_t req, struct node *n, enum xattr_op op,
+			     const char *name, size_t size)
+{
+	ssize_t r;
+	char *buf = NULL;
+
+	if (size > 0) {
+		buf = malloc(size);
+		if (buf == NULL) {
+			reply_status(req, -ENOMEM);
+			return;
+		}
+	}
+	r = xattr_call(req_fs(req), n, op, name, buf, size, 0);
+	if (r < 0)
+		reply_status(req, (int)r);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)r);
+	else
+		fuse_reply_buf(req, buf, (size_t)r);
+	free(buf);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			size_t size)
+{
+	reply_xattr_data(req, req_node(req, ino), XATTR_GET, name, size);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	reply_xattr_data(req, req_node(req, ino), XATTR_LIST, NULL, size);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	ssize_t r = xattr_call(req_fs(req), req_node(req, ino), XATTR_REMOVE,
+			       name, NULL, 0, 0);
+	reply_status(req, (int)r);
+}
+
+/* Returns true when the caller is in group gid. */
+static bool caller_in_group(fuse_req_t req, gid_t gid)
+{
+	gid_t groups[64];
+	int n = fuse_req_getgroups(req, 64, groups);
+
+	for (int i = 0; i < n && i < 64; i++)
+		if (groups[i] == gid)
+			return true;
+	return false;
+}
+
+static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct stat st;
+	unsigned bits;
+	int ret;
+
+	ret = stat_node(req_fs(req), req_node(req, ino), &st);
+	if (ret < 0 || mask == F_OK)
+		goto out_reply;
+	if (ctx->uid == 0) {
+		/* Root may execute only what someone may execute. */
+		if ((mask & X_OK) && !S_ISDIR(st.st_mode) &&
+		    !(st.st_mode & 0111))
+			ret = -EACCES;
+		goto out_reply;
+	}
+	if (ctx->uid == st.st_uid)
+		bits = (st.st_mode >> 6) & 7;
+	else if (ctx->gid == st.st_gid || caller_in_group(req, st.st_gid))
+		bits = (st.st_mode >> 3) & 7;
+	else
+		bits = st.st_mode & 7;
+	if (((unsigned)mask & bits) != (unsigned)mask)
+		ret = -EACCES;
+out_reply:
+	reply_status(req, ret);
+}
+
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
+			 off_t length, struct fuse_file_info *fi)
+{
+	(void)ino;
+	reply_status(
+	    req, fallocate((int)fi->fh, mode, offset, length) < 0 ? -errno : 0);
+}
+
+static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+			       struct fuse_file_info *fi_in, fuse_ino_t ino_out,
+			       off_t off_out, struct fuse_file_info *fi_out,
+			       size_t len, int flags)
+{
+	ssize_t n;
+
+	(void)ino_in;
+	(void)ino_out;
+	n = copy_file_range((int)fi_in->fh, &off_in, (int)fi_out->fh, &off_out,
+			    len, (unsigned)flags);
+	if (n < 0)
+		reply_status(req, -errno);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	off_t r;
+
+	(void)ino;
+	r = lseek((int)fi->fh, off, whence);
+	if (r < 0)
+		reply_status(req, -errno);
+	else
+		fuse_reply_lseek(req, r);
+}
+
+static const struct fuse_lowlevel_ops ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.readlink = op_readlink,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.open = op_open,
+	.create = op_create,
+	.read = op_read,
+	.write_buf = op_write_buf,
+	.flush = op_flush,
+	.release = op_release,
+	.fsync = op_fsync,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
+	.releasedir = op_releasedir,
+	.fsyncdir = op_fsyncdir,
+	.statfs = op_statfs,
+	.setxattr = op_setxattr,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.removexattr = op_removexattr,
+	.access = op_access,
+	.fallocate = op_fallocate,
+	.copy_file_range = op_copy_file_range,
+	.lseek = op_lseek,
+};
+
+const struct fuse_lowlevel_ops *fs_ops_table(void)
+{
+	return &ops;
+}
+
+int fs_new(const struct fs_config *cfg, struct fs **out)
+{
+	struct fs *fs = calloc(1, sizeof(*fs));
+
+	if (fs == NULL)
+		return -ENOMEM;
+	fs->cfg = *cfg;
+	*out = fs;
+	return 0;
+}
+
+void fs_free(struct fs *fs)
+{
+	free(fs);
+}

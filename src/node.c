@@ -1,0 +1,672 @@
+/*
+ * node.c: the node table.
+ *
+ * The table maps (view, dev, ino) to the node that stands for that object in
+ * that view, and FUSE nodeids to nodes.  A nodeid is the node's address
+ * (the root is FUSE_ROOT_ID); the kernel holds a lookup reference on every
+ * nodeid it may send, so the address stays valid for as long as requests
+ * can name it.
+ *
+ * Node life cycle:
+ *
+ *        node_ref_fd (miss)          node_mark_dead
+ *   (none) ---------------> LIVE ----------------------> DEAD
+ *                            |  node_forget (nlookup 0)   | node_forget
+ *                            v                            v (nlookup 0)
+ *                         RETIRED <-----------------------+
+ *
+ *   LIVE: in its hash chain, findable by (view, dev, ino).
+ *   DEAD: unlinked from the chain (its object lost its last name), still
+ *         referenced by the kernel.
+ *   RETIRED: handed to stm_retire(); freed once no transaction can see it.
+ *
+ * Invariants:
+ *  (1) At most one LIVE node exists per (view, dev, ino).
+ *  (2) A node is in exactly one hash chain iff its in_table tvar is 1.
+ *  (3) nlookup counts the kernel's lookup references; a node is retired in
+ *      the same STM transaction that brings it to zero, and never before.
+ *  (4) dev, ino, type, view, generation and handle never change after the
+ *      node is published, so requests read them without the STM.
+ *  (5) fd, pins and the LRU links are guarded by the node's fd shard mutex;
+ *      a descriptor with pins > 0 is never closed; nfds counts the cached
+ *      descriptors of all shards.
+ *  (6) No I/O happens inside an STM body: handles and descriptors are made
+ *      before the transaction that publishes a node, and a node that loses
+ *      the race to publish is freed privately.
+ */
+#include "config.h"
+
+#include "node.h"
+
+#include "handle.h"
+#include "log.h"
+#include "stm.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define NODE_BUCKETS   (1u << 18)
+#define NODE_FD_SHARDS 64
+
+struct fd_shard {
+	pthread_mutex_t lock;
+	struct node *lru_head; /* most recently used; guarded by lock */
+	struct node *lru_tail;
+	size_t count; /* cached descriptors in this shard; guarded by lock */
+} __attribute__((aligned(64)));
+
+struct node {
+	/* Immutable after publication, see invariant (4). */
+	struct node_table *table;
+	uint64_t view;
+	dev_t dev;
+	ino_t ino;
+	mode_t type;
+	uint64_t generation;
+	struct handle *handle; /* NULL: fd is pinned for the node's life */
+
+	/* Guarded by the STM. */
+	struct stm_tvar nlookup;
+	struct stm_tvar next; /* hash chain */
+	struct stm_tvar in_table;
+
+	/* Guarded by the fd shard's lock, see invariant (5). */
+	int fd;
+	unsigned pins;
+	bool permanent; /* the descriptor is never evicted */
+	struct node *lru_prev, *lru_next;
+};
+
+struct node_table {
+	struct stm_tvar *buckets; /* chain heads; guarded by the STM */
+	struct node root;
+	_Atomic uint64_t next_generation;
+	_Atomic size_t nnodes;
+	_Atomic size_t nfds;
+	size_t shard_cap; /* immutable */
+	struct fd_shard shards[NODE_FD_SHARDS];
+};
+
+static size_t bucket_of(uint64_t view, dev_t dev, ino_t ino)
+{
+	uint64_t h = (uint64_t)ino * 0x9e3779b97f4a7c15ull;
+	h ^= ((uint64_t)dev + view * 0x632be59bd9b4e019ull) *
+	     0xbf58476d1ce4e5b9ull;
+	h ^= h >> 29;
+	return (size_t)(h & (NODE_BUCKETS - 1));
+}
+
+static struct fd_shard *shard_of(struct node_table *t, const struct node *n)
+{
+	uintptr_t p = (uintptr_t)n;
+	return &t->shards[(p >> 6 ^ p >> 12) % NODE_FD_SHARDS];
+}
+
+/* LRU list helpers; the shard lock is held. */
+static void lru_unlink(struct fd_shard *s, struct node *n)
+{
+	if (n->lru_prev != NULL)
+		n->lru_prev->lru_next = n->lru_next;
+	else
+		s->lru_head = n->lru_next;
+	if (n->lru_next != NULL)
+		n->lru_next->lru_prev = n->lru_prev;
+	else
+		s->lru_tail = n->lru_prev;
+	n->lru_prev = n->lru_next = NULL;
+}
+
+static void lru_push_head(struct fd_shard *s, struct node *n)
+{
+	n->lru_prev = NULL;
+	n->lru_next = s->lru_head;
+	if (s->lru_head != NULL)
+		s->lru_head->lru_prev = n;
+	s->lru_head = n;
+	if (s->lru_tail == NULL)
+		s->lru_tail = n;
+}
+
+/* How many descriptors one eviction pass may close. */
+#define EVICT_BATCH 8
+
+/*
+ * Takes unpinned descriptors off the cold end of s while it is over its
+ * budget, at most EVICT_BATCH; the caller closes them after unlocking.
+ * Returns how many it took.  The shard lock is held.
+ */
+static int shard_evict(struct node_table *t, struct fd_shard *s,
+		       int victims[EVICT_BATCH])
+{
+	int n = 0;
+
+	for (struct node *v = s->lru_tail;
+	     v != NULL && s->count > t->shard_cap && n < EVICT_BATCH;) {
+		struct node *prev = v->lru_prev;
+		if (v->pins == 0) {
+			victims[n++] = v->fd;
+			lru_unlink(s, v);
+			v->fd = -1;
+			s->count--;
+			atomic_fetch_sub(&t->nfds, 1);
+		}
+		v = prev;
+	}
+	return n;
+}
+
+static void close_all(const int *fds, int n)
+{
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+static void node_init(struct node_table *t, struct node *n, uint64_t view,
+		      const struct stat *st)
+{
+	n->table = t;
+	n->view = view;
+	n->dev = st->st_dev;
+	n->ino = st->st_ino;
+	n->type = st->st_mode & S_IFMT;
+	n->generation = atomic_fetch_add(&t->next_generation, 1);
+	n->handle = NULL;
+	stm_tvar_init(&n->nlookup, 0);
+	stm_tvar_init(&n->next, 0);
+	stm_tvar_init(&n->in_table, 0);
+	n->fd = -1;
+	n->pins = 0;
+	n->permanent = false;
+	n->lru_prev = n->lru_next = NULL;
+}
+
+/* Drops the node's cached descriptor; the node is unreachable. */
+static void node_release_fd(struct node *n)
+{
+	struct node_table *t = n->table;
+	struct fd_shard *s = shard_of(t, n);
+	int fd;
+
+	pthread_mutex_lock(&s->lock);
+	fd = n->fd;
+	if (fd >= 0) {
+		assert(n->pins == 0);
+		if (!n->permanent)
+			lru_unlink(s, n);
+		s->count--;
+		n->fd = -1;
+		atomic_fetch_sub(&t->nfds, 1);
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Frees a node nobody can reach any more (the STM retire destructor). */
+static void node_free(void *p)
+{
+	struct node *n = p;
+
+	node_release_fd(n);
+	handle_free(n->handle);
+	atomic_fetch_sub(&n->table->nnodes, 1);
+	free(n);
+}
+
+int node_table_new(int root_fd, size_t fd_cache_max, struct node_table **out)
+{
+	struct node_table *t;
+	struct stat st;
+	int ret;
+
+	ret = stm_init();
+	if (ret < 0)
+		return ret;
+	if (fstat(root_fd, &st) < 0)
+		return -errno;
+	t = calloc(1, sizeof(*t));
+	if (t == NULL)
+		return -ENOMEM;
+	t->buckets = calloc(NODE_BUCKETS, sizeof(*t->buckets));
+	if (t->buckets == NULL) {
+		ret = -ENOMEM;
+		goto out_free_table;
+	}
+	for (size_t i = 0; i < NODE_BUCKETS; i++)
+		stm_tvar_init(&t->buckets[i], 0);
+	for (size_t i = 0; i < NODE_FD_SHARDS; i++)
+		pthread_mutex_init(&t->shards[i].lock, NULL);
+	if (fd_cache_max < NODE_FD_SHARDS)
+		fd_cache_max = NODE_FD_SHARDS;
+	t->shard_cap = fd_cache_max / NODE_FD_SHARDS;
+	atomic_init(&t->next_generation, 1);
+
+	/* The root keeps the descriptor it was opened with. */
+	node_init(t, &t->root, NODE_VIEW_BASE, &st);
+	stm_tvar_init(&t->root.nlookup, 1);
+	t->root.fd = root_fd;
+	t->root.permanent = true;
+	shard_of(t, &t->root)->count++;
+	atomic_init(&t->nfds, 1);
+	*out = t;
+	return 0;
+
+out_free_table:
+	free(t);
+	return ret;
+}
+
+void node_table_free(struct node_table *t)
+{
+	if (t == NULL)
+		return;
+	stm_quiesce();
+	for (size_t i = 0; i < NODE_BUCKETS; i++) {
+		struct node *n = (struct node *)stm_peek(&t->buckets[i]);
+		while (n != NULL) {
+			struct node *next = (struct node *)stm_peek(&n->next);
+			node_free(n);
+			n = next;
+		}
+	}
+	if (t->root.fd >= 0)
+		close(t->root.fd);
+	for (size_t i = 0; i < NODE_FD_SHARDS; i++)
+		pthread_mutex_destroy(&t->shards[i].lock);
+	free(t->buckets);
+	free(t);
+}
+
+struct node *node_root(struct node_table *t)
+{
+	return &t->root;
+}
+
+uint64_t node_id(const struct node *n)
+{
+	if (n == &n->table->root)
+		return FUSE_ROOT_ID;
+	return (uint64_t)(uintptr_t)n;
+}
+
+uint64_t node_generation(const struct node *n)
+{
+	return n->generation;
+}
+
+mode_t node_type(const struct node *n)
+{
+	return n->type;
+}
+
+bool node_is_root(const struct node *n)
+{
+	return n == &n->table->root;
+}
+
+struct node *node_from_id(struct node_table *t, uint64_t id)
+{
+	if (id == FUSE_ROOT_ID)
+		return &t->root;
+	return (struct node *)(uintptr_t)id;
+}
+
+struct ref_args {
+	struct node_table *t;
+	uint64_t view;
+	dev_t dev;
+	ino_t ino;
+	struct node *insert; /* private node to publish on a miss, or NULL */
+	struct node *found;
+};
+
+/* Finds the live node for the key and takes a reference; may insert. */
+static int ref_body(struct stm_tx *tx, void *arg)
+{
+	struct ref_args *a = arg;
+	struct stm_tvar *head =
+	    &a->t->buckets[bucket_of(a->view, a->dev, a->ino)];
+	struct node *first, *n;
+	uintptr_t count;
+
+	a->found = NULL;
+	STM_LOADP(tx, head, &first);
+	for (n = first; n != NULL;) {
+		if (n->ino == a->ino && n->dev == a->dev &&
+		    n->view == a->view) {
+			STM_LOAD(tx, &n->nlookup, &count);
+			stm_write(tx, &n->nlookup, count + 1);
+			a->found = n;
+			return 0;
+		}
+		STM_LOADP(tx, &n->next, &n);
+	}
+	if (a->insert == NULL)
+		return 0;
+	stm_write(tx, &a->insert->next, (uintptr_t)first);
+	stm_write(tx, &a->insert->nlookup, 1);
+	stm_write(tx, &a->insert->in_table, 1);
+	stm_write(tx, head, (uintptr_t)a->insert);
+	a->found = a->insert;
+	return 0;
+}
+
+int node_ref(struct node_table *t, const struct stat *st, struct node **out)
+{
+	struct ref_args a = {
+		.t = t,
+		.view = NODE_VIEW_BASE,
+		.dev = st->st_dev,
+		.ino = st->st_ino,
+		.insert = NULL,
+	};
+	int ret;
+
+	if (st->st_ino == t->root.ino && st->st_dev == t->root.dev) {
+		/* The root is not in the hash; the kernel never forgets it. */
+		*out = &t->root;
+		return 0;
+	}
+	ret = stm_atomically(ref_body, &a, 0);
+	if (ret < 0)
+		return ret;
+	if (a.found == NULL || node_type(a.found) != (st->st_mode & S_IFMT)) {
+		if (a.found != NULL)
+			node_forget(t, a.found, 1);
+		return -ENOENT;
+	}
+	*out = a.found;
+	return 0;
+}
+
+int node_ref_fd(struct node_table *t, int fd, const struct stat *st,
+		struct node **out)
+{
+	struct ref_args a = {
+		.t = t,
+		.view = NODE_VIEW_BASE,
+		.dev = st->st_dev,
+		.ino = st->st_ino,
+	};
+	struct node *n;
+	int ret;
+
+	ret = node_ref(t, st, out);
+	if (ret != -ENOENT) {
+		close(fd);
+		return ret;
+	}
+
+	/* A miss: build the node privately (invariant 6), then publish. */
+	n = malloc(sizeof(*n));
+	if (n == NULL) {
+		close(fd);
+		return -ENOMEM;
+	}
+	node_init(t, n, NODE_VIEW_BASE, st);
+	ret = handle_from_fd(fd, &n->handle);
+	if (ret == -EOPNOTSUPP) {
+		/* No handle: the node keeps this descriptor for its life,
+		 * installed before anyone can find the node. */
+		n->permanent = true;
+		n->fd = fd;
+	} else if (ret < 0) {
+		close(fd);
+		free(n);
+		return ret;
+	}
+	a.insert = n;
+	atomic_fetch_add(&t->nnodes, 1);
+	ret = stm_atomically(ref_body, &a, 0);
+	if (ret < 0 || a.found != n) {
+		/* Another thread published the same object first. */
+		atomic_fetch_sub(&t->nnodes, 1);
+		handle_free(n->handle);
+		free(n);
+		close(fd);
+		if (ret < 0)
+			return ret;
+		*out = a.found;
+		return 0;
+	}
+
+	/*
+	 * Seed the descriptor cache with the fd the lookup opened, unless a
+	 * thread that found the published node has opened one already.
+	 */
+	struct fd_shard *s = shard_of(t, n);
+	int victims[EVICT_BATCH], nvictims = 0;
+	pthread_mutex_lock(&s->lock);
+	if (n->permanent) {
+		fd = -1;
+		s->count++;
+		atomic_fetch_add(&t->nfds, 1);
+	} else if (n->fd < 0) {
+		n->fd = fd;
+		fd = -1;
+		s->count++;
+		lru_push_head(s, n);
+		atomic_fetch_add(&t->nfds, 1);
+		nvictims = shard_evict(t, s, victims);
+	}
+	pthread_mutex_unlock(&s->lock);
+	close_all(victims, nvictims);
+	if (fd >= 0)
+		close(fd);
+	*out = n;
+	return 0;
+}
+
+/* Removes n from its hash chain if it is there. */
+static int unlink_from_chain(struct stm_tx *tx, struct node_table *t,
+			     struct node *n)
+{
+	struct stm_tvar *link = &t->buckets[bucket_of(n->view, n->dev, n->ino)];
+	struct node *cur, *next;
+	uintptr_t in_table;
+
+	STM_LOAD(tx, &n->in_table, &in_table);
+	if (!in_table)
+		return 0;
+	for (;;) {
+		STM_LOADP(tx, link, &cur);
+		if (cur == NULL)
+			return 0; /* not reachable: invariant (2) broken */
+		if (cur == n)
+			break;
+		link = &cur->next;
+	}
+	STM_LOADP(tx, &n->next, &next);
+	stm_write(tx, link, (uintptr_t)next);
+	stm_write(tx, &n->in_table, 0);
+	return 0;
+}
+
+struct forget_args {
+	struct node_table *t;
+	struct node *n;
+	uint64_t nlookup;
+};
+
+static int forget_body(struct stm_tx *tx, void *arg)
+{
+	struct forget_args *a = arg;
+	uintptr_t count;
+	int ret;
+
+	STM_LOAD(tx, &a->n->nlookup, &count);
+	if (count > a->nlookup) {
+		stm_write(tx, &a->n->nlookup, count - a->nlookup);
+		return 0;
+	}
+	stm_write(tx, &a->n->nlookup, 0);
+	ret = unlink_from_chain(tx, a->t, a->n);
+	if (ret != 0)
+		return ret;
+	stm_retire(tx, a->n, node_free);
+	return 0;
+}
+
+void node_forget(struct node_table *t, struct node *n, uint64_t nlookup)
+{
+	struct forget_args a = { .t = t, .n = n, .nlookup = nlookup };
+
+	if (node_is_root(n))
+		return;
+	(void)stm_atomically(forget_body, &a, 0);
+}
+
+struct dead_args {
+	struct node_table *t;
+	dev_t dev;
+	ino_t ino;
+};
+
+static int dead_body(struct stm_tx *tx, void *arg)
+{
+	struct dead_args *a = arg;
+	struct stm_tvar *head =
+	    &a->t->buckets[bucket_of(NODE_VIEW_BASE, a->dev, a->ino)];
+	struct node *n;
+
+	STM_LOADP(tx, head, &n);
+	while (n != NULL) {
+		if (n->ino == a->ino && n->dev == a->dev &&
+		    n->view == NODE_VIEW_BASE)
+			return unlink_from_chain(tx, a->t, n);
+		STM_LOADP(tx, &n->next, &n);
+	}
+	return 0;
+}
+
+void node_mark_dead(struct node_table *t, dev_t dev, ino_t ino)
+{
+	struct dead_args a = { .t = t, .dev = dev, .ino = ino };
+
+	(void)stm_atomically(dead_body, &a, 0);
+}
+
+int node_fd_get(struct node_table *t, struct node *n)
+{
+	struct fd_shard *s = shard_of(t, n);
+	int victims[EVICT_BATCH], nvictims = 0;
+	int fd, spare = -1;
+
+	pthread_mutex_lock(&s->lock);
+	if (n->fd >= 0)
+		goto out_pin;
+	pthread_mutex_unlock(&s->lock);
+
+	/* Reopen outside the lock; another thread may do the same. */
+	if (n->handle == NULL)
+		return -ESTALE;
+	fd = handle_open(n->handle, O_PATH | O_NOFOLLOW);
+	if (fd < 0)
+		return fd;
+	pthread_mutex_lock(&s->lock);
+	if (n->fd >= 0) {
+		spare = fd;
+		goto out_pin;
+	}
+	n->fd = fd;
+	s->count++;
+	atomic_fetch_add(&t->nfds, 1);
+	lru_push_head(s, n);
+
+out_pin:
+	n->pins++; /* before evicting, so n itself is never a victim */
+	if (!n->permanent && s->lru_head != n) {
+		lru_unlink(s, n);
+		lru_push_head(s, n);
+	}
+	nvictims = shard_evict(t, s, victims);
+	fd = n->fd;
+	pthread_mutex_unlock(&s->lock);
+	close_all(victims, nvictims);
+	if (spare >= 0)
+		close(spare);
+	return fd;
+}
+
+void node_fd_put(struct node_table *t, struct node *n)
+{
+	struct fd_shard *s = shard_of(t, n);
+	int victims[EVICT_BATCH], nvictims;
+
+	pthread_mutex_lock(&s->lock);
+	assert(n->pins > 0);
+	n->pins--;
+	nvictims = shard_evict(t, s, victims);
+	pthread_mutex_unlock(&s->lock);
+	close_all(victims, nvictims);
+}
+
+int node_open(struct node_table *t, struct node *n, int flags)
+{
+	char path[64];
+	int fd, pfd;
+
+	flags &= ~(O_CREAT | O_EXCL);
+	if (n->handle != NULL && !node_is_root(n)) {
+		fd = handle_open(n->handle, flags);
+		if (fd != -ESTALE)
+			return fd;
+	}
+	/*
+	 * Objects without handles (and the root) reopen their O_PATH fd, as
+	 * does an object whose last name is gone but whose descriptor is
+	 * still cached (open-unlinked files).
+	 */
+	pfd = node_fd_get(t, n);
+	if (pfd < 0)
+		return pfd;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", pfd);
+	fd = open(path, flags | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		fd = -errno;
+	node_fd_put(t, n);
+	return fd;
+}
+
+size_t node_count(struct node_table *t)
+{
+	return atomic_load(&t->nnodes);
+}
+
+size_t node_fd_count(struct node_table *t)
+{
+	return atomic_load(&t->nfds);
+}
+
+bool node_table_invariants(struct node_table *t)
+{
+	size_t fds = 0;
+
+	for (size_t i = 0; i < NODE_FD_SHARDS; i++) {
+		struct fd_shard *s = &t->shards[i];
+		size_t listed = 0;
+		pthread_mutex_lock(&s->lock);
+		for (struct node *n = s->lru_head; n != NULL; n = n->lru_next) {
+			if (n->fd < 0) {
+				pthread_mutex_unlock(&s->lock);
+				return false;
+			}
+			listed++;
+		}
+		if (listed > s->count) {
+			pthread_mutex_unlock(&s->lock);
+			return false;
+		}
+		fds += s->count;
+		pthread_mutex_unlock(&s->lock);
+	}
+	return fds == atomic_load(&t->nfds);
+}

@@ -1,0 +1,107 @@
+/*
+ * node.h: the node table, one entry per FUSE nodeid.
+ *
+ * A node stands for exactly one object of one view: a backing object seen
+ * through the base view (view 0), or, in later work, one transaction's
+ * shadow of it.  The kernel's page, attribute and dentry caches hang off a
+ * nodeid, so a nodeid never changes the object it stands for.
+ *
+ * Nodes do not hold a file descriptor each.  A node names its object by a
+ * kernel file handle; the O_PATH descriptors that requests work through are
+ * kept in a bounded LRU cache (node_fd_get/node_fd_put), so a tree with
+ * more objects than the open-file limit is served without EMFILE.
+ *
+ * Thread-safety: every function may be called from any FUSE worker thread.
+ * The table's membership and lookup counts are guarded by the STM.
+ */
+#ifndef TXFS_NODE_H
+#define TXFS_NODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+struct node;
+struct node_table;
+
+/* Views.  Only the base view exists so far. */
+enum { NODE_VIEW_BASE = 0 };
+
+/* Lifecycle */
+
+/*
+ * Creates a table whose root is the directory open at root_fd (the table
+ * takes ownership of root_fd).  fd_cache_max bounds the cached O_PATH
+ * descriptors.  Returns 0 or -errno.
+ */
+int node_table_new(int root_fd, size_t fd_cache_max, struct node_table **out);
+
+/* Frees the table and every node; no other thread may use it any more. */
+void node_table_free(struct node_table *t);
+
+/* Checks the table's invariants (for assert; may be slow). */
+bool node_table_invariants(struct node_table *t);
+
+/* Identity */
+
+struct node *node_root(struct node_table *t);
+uint64_t node_id(const struct node *n);
+uint64_t node_generation(const struct node *n);
+mode_t node_type(const struct node *n);
+bool node_is_root(const struct node *n);
+
+/*
+ * Maps a FUSE nodeid the kernel holds a reference on back to its node.
+ * The caller's request keeps the node alive.
+ */
+struct node *node_from_id(struct node_table *t, uint64_t id);
+
+/* Lookup references */
+
+/*
+ * Adds one lookup reference to the live node for (dev, ino) in the base
+ * view.  Returns 0 and the node, or -ENOENT when the table has none.
+ */
+int node_ref(struct node_table *t, const struct stat *st, struct node **out);
+
+/*
+ * Finds or creates the node for the object open at fd (normally O_PATH, as
+ * returned by openat with O_PATH|O_NOFOLLOW) whose attributes are st, and
+ * adds one lookup reference.  Takes ownership of fd in all cases.
+ * Returns 0 or -errno.
+ */
+int node_ref_fd(struct node_table *t, int fd, const struct stat *st,
+		struct node **out);
+
+/* Drops nlookup references (FUSE forget); frees the node at zero. */
+void node_forget(struct node_table *t, struct node *n, uint64_t nlookup);
+
+/*
+ * Marks the node for (dev, ino) dead after its object lost its last name,
+ * so a later object that reuses the inode number gets a node of its own.
+ */
+void node_mark_dead(struct node_table *t, dev_t dev, ino_t ino);
+
+/* Descriptors */
+
+/*
+ * Returns a pinned O_PATH descriptor for the node's object, or -errno
+ * (-ESTALE when the object no longer exists).  Release with node_fd_put.
+ */
+int node_fd_get(struct node_table *t, struct node *n);
+void node_fd_put(struct node_table *t, struct node *n);
+
+/*
+ * Opens a new descriptor on the node's object with flags (never O_CREAT).
+ * Returns the fd, owned by the caller, or -errno.
+ */
+int node_open(struct node_table *t, struct node *n, int flags);
+
+/* Statistics */
+
+size_t node_count(struct node_table *t);
+size_t node_fd_count(struct node_table *t);
+
+#endif /* TXFS_NODE_H */

@@ -1,0 +1,212 @@
+/*
+ * cmd_status.c: txctl status [--stm] [--json], which shows what the
+ * daemon serves, since when, and with --stm its per-site STM statistics.
+ */
+#include "config.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "txctl.h"
+
+/* The per-site counters the stm request reports, in column order. */
+static const struct {
+	const char *key;
+	const char *head;
+} stm_cols[] = {
+	{ "commits", "commits" },
+	{ "aborts_locked", "locked" },
+	{ "aborts_validate", "validate" },
+	{ "aborts_user", "user" },
+	{ "waits", "waits" },
+	{ "serial", "serial" },
+};
+
+#define NCOLS (sizeof(stm_cols) / sizeof(stm_cols[0]))
+
+/* True when s is a non-empty run of decimal digits, fit for JSON as is. */
+static bool is_number(const char *s)
+{
+	if (s == NULL || *s == '\0')
+		return false;
+	return strspn(s, "0123456789") == strlen(s);
+}
+
+static void json_field(const char *key, const char *val, bool first)
+{
+	printf("%s\"%s\":", first ? "" : ",", key);
+	if (is_number(val))
+		fputs(val, stdout);
+	else
+		txctl_json_string(stdout, val != NULL ? val : "",
+				  val != NULL ? strlen(val) : 0);
+}
+
+static void print_uptime(uint64_t s)
+{
+	uint64_t d = s / 86400, h = s / 3600 % 24, m = s / 60 % 60;
+
+	if (d > 0)
+		printf("%" PRIu64 "d ", d);
+	if (d > 0 || h > 0)
+		printf("%" PRIu64 "h ", h);
+	if (d > 0 || h > 0 || m > 0)
+		printf("%" PRIu64 "m ", m);
+	printf("%" PRIu64 "s\n", s % 60);
+}
+
+static void print_text(const struct txfs_status *st)
+{
+	printf("source:       %s\n", st->source);
+	printf("mount point:  %s\n", st->mountpoint);
+	printf("state dir:    %s\n", st->state_dir);
+	printf("socket:       %s\n", st->socket);
+	printf("daemon pid:   %ld\n", st->pid);
+	printf("uptime:       ");
+	print_uptime(st->uptime);
+	printf("version:      %s (protocol %u)\n", st->version, st->protocol);
+}
+
+static void print_stm_text(const struct txfs_reply *r)
+{
+	size_t n = txfs_reply_records(r), width = 4;
+
+	for (size_t i = 1; i <= n; i++) {
+		const char *site = txfs_reply_record_get(r, i, "site", NULL);
+		size_t len = site != NULL ? strlen(site) : 0;
+
+		if (len > width)
+			width = len < 48 ? len : 48;
+	}
+	printf("\n%-*s", (int)width, "site");
+	for (size_t c = 0; c < NCOLS; c++)
+		printf(" %10s", stm_cols[c].head);
+	putchar('\n');
+	for (size_t i = 1; i <= n; i++) {
+		const char *site = txfs_reply_record_get(r, i, "site", NULL);
+
+		printf("%-*s", (int)width, site != NULL ? site : "?");
+		for (size_t c = 0; c < NCOLS; c++) {
+			const char *v =
+			    txfs_reply_record_get(r, i, stm_cols[c].key, NULL);
+
+			printf(" %10s", v != NULL ? v : "-");
+		}
+		putchar('\n');
+	}
+}
+
+static void print_json(const struct txfs_status *st,
+		       const struct txfs_reply *stm)
+{
+	char num[32];
+
+	printf("{");
+	json_field("source", st->source, true);
+	json_field("mountpoint", st->mountpoint, false);
+	json_field("state_dir", st->state_dir, false);
+	json_field("socket", st->socket, false);
+	snprintf(num, sizeof(num), "%ld", st->pid);
+	json_field("pid", num, false);
+	snprintf(num, sizeof(num), "%" PRId64, st->started);
+	json_field("started", num, false);
+	snprintf(num, sizeof(num), "%" PRIu64, st->uptime);
+	json_field("uptime", num, false);
+	json_field("version", st->version, false);
+	snprintf(num, sizeof(num), "%u", st->protocol);
+	json_field("protocol", num, false);
+	if (stm != NULL) {
+		printf(",\"stm\":{");
+		json_field("clock", txfs_reply_get(stm, "clock"), true);
+		printf(",\"sites\":[");
+		for (size_t i = 1; i <= txfs_reply_records(stm); i++) {
+			printf("%s{", i > 1 ? "," : "");
+			json_field("site",
+				   txfs_reply_record_get(stm, i, "site", NULL),
+				   true);
+			for (size_t c = 0; c < NCOLS; c++)
+				json_field(stm_cols[c].key,
+					   txfs_reply_record_get(
+					       stm, i, stm_cols[c].key, NULL),
+					   false);
+			printf("}");
+		}
+		printf("]}");
+	}
+	printf("}\n");
+}
+
+static int status_run(struct txctl_ctx *ctx, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "stm", no_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct txfs_reply *stm = NULL;
+	struct txfs_status st;
+	bool want_stm = false, json = false;
+	int c, rc;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			want_stm = true;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			txctl_print_usage(stdout, ctx->cmd);
+			return TXCTL_EXIT_OK;
+		default:
+			return txctl_usage_error(
+			    ctx->cmd, "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return txctl_usage_error(ctx->cmd, "unexpected argument '%s'",
+					 argv[optind]);
+	rc = txctl_connect(ctx);
+	if (rc != TXCTL_EXIT_OK)
+		return rc;
+	rc = txfs_status(ctx->client, &st);
+	if (rc != 0)
+		return txctl_request_failed(ctx, "status", rc, NULL);
+	if (st.protocol > TXFS_PROTOCOL)
+		txctl_err("warning: the daemon speaks protocol %u, this txctl "
+			  "%d",
+			  st.protocol, TXFS_PROTOCOL);
+	if (want_stm) {
+		rc = txfs_request(ctx->client, &stm, "stm", (char *)NULL);
+		if (rc != 0) {
+			rc = txctl_request_failed(ctx, "stm", rc, stm);
+			goto out_free;
+		}
+	}
+	if (json) {
+		print_json(&st, stm);
+	} else {
+		print_text(&st);
+		if (stm != NULL)
+			print_stm_text(stm);
+	}
+	rc = TXCTL_EXIT_OK;
+out_free:
+	txfs_reply_free(stm);
+	txfs_status_clear(&st);
+	return rc;
+}
+
+const struct txctl_cmd txctl_cmd_status = {
+	.name = "status",
+	.usage = "[--stm] [--json]",
+	.summary = "show what the daemon serves, since when, and its "
+		   "STM statistics",
+	.run = status_run,
+};
