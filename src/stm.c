@@ -3,30 +3,32 @@
  *
  * RESPONSIBILITY
  *
- * This module runs transaction bodies atomically and in isolation against
+ * This module runs transaction bodies atomically and in isolation from
  * every other body, re-running a body when it conflicts.  It owns the global
  * version clock, the per-thread transaction descriptors and their logs, the
  * epoch-based reclamation of retired memory, the blocking wait behind
- * STM_WAIT, the serial fallback and the per-call-site statistics.  It knows
- * nothing about what the tvars mean.
+ * STM_WAIT, contention management (back-off, serial mode) and the
+ * per-call-site statistics.  It knows nothing about what the tvars mean.
  *
  * ALGORITHM
  *
  * TL2 with commit-time locking and write-back (Dice, Shalev and Shavit,
  * DISC 2006), one versioned lock per tvar rather than a striped table:
  *
- *   begin:  publish an epoch slot (seq_cst), then rv = clock (seq_cst).
+ *   begin:  publish the thread's epoch slot (seq_cst), then rv = clock
+ *           (seq_cst).
  *   read:   l1 = lock (acquire); v = val (acquire); l2 = lock (relaxed);
  *           the read is good if l1 == l2, l1 is unlocked and version(l1)
- *           <= rv; otherwise spin briefly, then the attempt is doomed
- *           (STM_RETRY).  Read-write attempts log {tv, version}.
- *   write:  buffer the value in the write set (nothing shared is touched).
- *   commit: no writes: done (every read was already valid at rv).
- *           Otherwise sort the write set by address, CAS every lock from
- *           version << 1 to (owning write entry | 1), wv = ++clock,
- *           validate the read set unless wv == rv + 1, store the values
- *           (release), store every lock as wv << 1 (release), and wake
- *           blocked waiters if there are any.
+ *           <= rv.  A locked tvar is waited for briefly (lock_wait); a
+ *           version > rv dooms the attempt (STM_RETRY).  Read-write
+ *           attempts log {tv, version}; read-only (STM_RO) ones do not.
+ *   write:  buffer the value in the write set; nothing shared is touched.
+ *   commit: no writes: done, without locks or validation (every read was
+ *           valid at rv, so the attempt serialises at rv).  Otherwise sort
+ *           the write set by address, CAS every lock from version << 1 to
+ *           (owning write entry | 1), wv = ++clock, validate the read set
+ *           unless wv == rv + 1, store the values (release), store every
+ *           lock as wv << 1 (release), and wake blocked waiters if any.
  *   abort:  restore the lock words already taken, free stm_alloc blocks,
  *           drop the logs, back off, re-run.
  *
@@ -34,6 +36,26 @@
  * it had before the lock (struct wentry.prelock); validation compares that
  * one, so our own lock cannot mask a commit by someone else between our
  * read and our lock (self-lock masking).
+ *
+ * Whether a body will write is unknown until it does, so only STM_RO
+ * attempts skip the read set.  An STM_RO body that writes keeps running
+ * (it reads its own writes) but its commit is refused and it re-runs as
+ * read-write.  A body that returns STM_WAIT from a read-only attempt is
+ * re-run once with a read set, so that there is something to wait on.
+ *
+ * Reclamation is epoch-based on the clock: a commit tags what it retired
+ * with wv; an object is freed once every thread's epoch slot is >= its tag
+ * (idle threads' slots are STM_IDLE, the maximum, so parked threads never
+ * hold reclamation back).  Each thread frees its own retired objects, in
+ * batches, from a list sorted by tag; threads that exit hand theirs to
+ * g_orphans.  Contention: randomised exponential back-off after each
+ * abort, and after SERIAL_AFTER consecutive aborts the body runs in serial
+ * mode, where no other attempt can start or still be running, so it cannot
+ * conflict.  Statistics: aborts, waits and serial runs are counted on the
+ * site at once; commits are counted per thread and added to the site every
+ * SITE_FLUSH commits, when the thread sleeps, exits, or calls
+ * stm_sites_foreach(), so a busy site's commits lag by < SITE_FLUSH per
+ * thread.
  *
  * INVARIANTS
  *
@@ -52,15 +74,14 @@
  *     that failed this check: the read returns STM_RETRY and the attempt
  *     is doomed (tx->doom is sticky).
  * (5) A read-only attempt (tx->ro) has an empty read set and takes no
- *     lock.  If its body writes, tx->promote is set, its commit is refused
- *     and the body re-runs as read-write.
+ *     lock.  If its body writes, tx->promote is set and it never commits.
  * (6) A thread's epoch slot is STM_IDLE outside an attempt.  During an
  *     attempt it is <= tx->rv and was stored (seq_cst) before rv was
  *     loaded (seq_cst).
  * (7) An object retired by a commit at version wv (or clock + 1 for a
  *     commit without writes) is handed to its destructor only when every
  *     epoch slot is >= that tag, so no attempt that could still reach it
- *     is running.
+ *     is running.  A thread's limbo list is sorted by tag.
  * (8) While g_serial is set, the serial descriptor is the only one inside
  *     an attempt: serial_enter() waits until every other slot is idle, and
  *     tx_begin() never enters an attempt while g_serial is set.
@@ -85,8 +106,8 @@
  *   TX_RUNNING    -> TX_IDLE        [tx_abort: STM_RETRY, STM_WAIT, an
  *                                    error, or a promoted read-only body]
  *
- *   Around attempts, stm_run() may enter serial mode [serial_enter] and
- *   leaves it when the attempt ends [attempt_end]; it may sleep between
+ *   Around attempts, stm_run() may enter serial mode [serial_enter], which
+ *   every attempt leaves when it ends [attempt_end]; it may sleep between
  *   attempts [tx_wait] and back off [backoff].
  *
  * MEMORY ORDERS
@@ -98,12 +119,21 @@
  *    the value load returns a committer's store (release), the committer's
  *    lock CAS happens-before the second lock load, which therefore differs.
  *  - Lock CASes are seq_cst for the wake-up protocol (10); the value and
- *    the release of the lock are release stores.
+ *    the release of the lock are release stores.  The clock increment is
+ *    seq_cst too; a reader whose rv load returns it (or later) therefore
+ *    synchronises with every write the committer made before it.
  *  - The epoch slot store and the rv load in tx_begin(), the g_serial load,
- *    the slot loads of reclaimers and of serial_enter(), and the clock
- *    increment are seq_cst: they are store-then-load (Dekker) pairs, which
- *    acquire/release cannot order.
+ *    the slot loads of reclaimers and of serial_enter() are seq_cst: they
+ *    are store-then-load (Dekker) pairs, which acquire/release cannot
+ *    order.  The slot store is the one atomic read-modify-write a
+ *    read-only transaction performs (xchg on x86); it is what lets idle
+ *    threads leave reclamation and serial mode alone.  Removing it would
+ *    need an asymmetric barrier (membarrier(2)) outside the C11 model.
  *  - Statistics are relaxed.
+ *
+ * Bodies must not reach a cancellation point: this module has none (its
+ * futex calls go through syscall(2), which is not one), so a thread is
+ * never cancelled inside an attempt.
  */
 #include "config.h"
 
@@ -948,7 +978,7 @@ static void tx_finish(struct stm_tx *tx, struct stm_site *site, uint64_t wv)
 	struct stm_thread *t = tx->thr;
 	struct hook *h;
 	struct vec hooks;
-	size_t pending;
+	bool reclaim_now = false;
 
 	if (tx->retires.n != 0) {
 		struct retired *r = tx->retires.v;
@@ -964,12 +994,12 @@ static void tx_finish(struct stm_tx *tx, struct stm_site *site, uint64_t wv)
 			*o = r[i];
 			o->tag = tag;
 		}
-		pending = t->limbo.n - t->limbo_head;
+		/* Tags only grow: see limbo_collect_own(). */
 		assert(t->limbo.n < 2 ||
-		       ((struct retired *)t->limbo.v)[t->limbo.n - 2].tag <= tag);
+		       ((struct retired *)t->limbo.v)[t->limbo.n - 2].tag <=
+			   tag);
+		reclaim_now = t->limbo.n - t->limbo_head >= t->reclaim_at;
 		limbo_unlock(t);
-	} else {
-		pending = 0;
 	}
 	if (tx->serial)
 		ATOMIC_ADD(&site->serial, 1, relaxed);
@@ -990,7 +1020,7 @@ static void tx_finish(struct stm_tx *tx, struct stm_site *site, uint64_t wv)
 		else
 			vec_free(&hooks);
 	}
-	if (pending >= t->reclaim_at)
+	if (reclaim_now)
 		reclaim(t);
 }
 

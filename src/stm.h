@@ -53,6 +53,10 @@ typedef int (*stm_fn)(struct stm_tx *tx, void *arg);
 /*
  * Per-call-site statistics.  stm_atomically() declares one static site per
  * call; the site registers itself on its first use.  Fields are atomics.
+ * Aborts, waits and serial runs are counted at once; commits are counted
+ * per thread and added in batches (when a thread has 64 for the site, when
+ * it sleeps in a wait or exits, and for the calling thread in
+ * stm_sites_foreach), so a busy site's commits may lag by < 64 per thread.
  */
 struct stm_site {
 	const char *name;
