@@ -18,6 +18,8 @@
  *      not listed, not found, and cannot be created, renamed or linked.
  *  (4) Objects created for a caller other than the daemon's own user are
  *      owned by the caller (and the parent's group for set-group-ID dirs).
+ *  (5) An open file's descriptor is closed only when no request is using
+ *      it (of_free waits for busy == 0).
  */
 #include "config.h"
 
@@ -32,9 +34,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -45,12 +49,66 @@ struct fs {
 	struct fs_config cfg; /* immutable */
 };
 
-/* An open directory stream and where the kernel last read it. */
-struct dir_handle {
-	DIR *dp;
-	struct dirent *entry; /* read but not yet returned, or NULL */
-	off_t offset;
+/*
+ * An open file or directory (fi->fh).  busy counts the requests using it.
+ * The kernel sends RELEASE only after every other request on the handle has
+ * been answered; the release/acquire pair on busy (of_put, of_free) makes
+ * that order visible to the C11 memory model, and so to ThreadSanitizer
+ * (invariant 5).
+ */
+struct open_file {
+	int fd;
+	DIR *dp;	      /* directories: the stream over fd */
+	struct dirent *entry; /* directories: read but not yet returned */
+	off_t offset;	      /* directories: where the kernel last read */
+	_Atomic unsigned busy;
 };
+
+/* Wraps a new descriptor (and directory stream) as an open file. */
+static struct open_file *of_new(int fd, DIR *dp)
+{
+	struct open_file *of = calloc(1, sizeof(*of));
+
+	if (of != NULL) {
+		of->fd = fd;
+		of->dp = dp;
+		atomic_init(&of->busy, 0);
+	}
+	return of;
+}
+
+/* Starts using the open file of a request. */
+static struct open_file *of_get(struct fuse_file_info *fi)
+{
+	struct open_file *of = (struct open_file *)(uintptr_t)fi->fh;
+
+	atomic_fetch_add_explicit(&of->busy, 1, memory_order_relaxed);
+	return of;
+}
+
+/* Stops using it; pairs with the acquire in of_free. */
+static void of_put(struct open_file *of)
+{
+	atomic_fetch_sub_explicit(&of->busy, 1, memory_order_release);
+}
+
+/*
+ * Closes an open file (RELEASE, or a failed reply).  The kernel sends
+ * RELEASE once it has the last reply on the handle, which can be a moment
+ * before the replying thread has left its handler (libfuse reads and
+ * replies in one call): wait for it, so the close happens after its last
+ * use of the descriptor in the C11 order as well as in fact.
+ */
+static void of_free(struct open_file *of)
+{
+	while (atomic_load_explicit(&of->busy, memory_order_acquire) != 0)
+		sched_yield();
+	if (of->dp != NULL)
+		closedir(of->dp);
+	else
+		close(of->fd);
+	free(of);
+}
 
 static struct fs *req_fs(fuse_req_t req)
 {
@@ -94,6 +152,7 @@ static int lookup_at(struct fs *fs, struct node *parent, int pfd,
 		     const char *name, struct fuse_entry_param *e)
 {
 	struct node_table *t = fs->cfg.nodes;
+	struct node_key key;
 	struct node *n;
 	struct stat st;
 	int fd, ret;
@@ -101,19 +160,21 @@ static int lookup_at(struct fs *fs, struct node *parent, int pfd,
 	memset(e, 0, sizeof(*e));
 	if (strcmp(name, "..") == 0 && node_is_root(parent))
 		name = "."; /* ".." never leaves the mount */
-	if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return -errno;
-	ret = node_ref(t, &st, &n);
+	ret = node_stat(pfd, name, AT_SYMLINK_NOFOLLOW, &st, &key);
+	if (ret < 0)
+		return ret;
+	ret = node_ref(t, &key, &n);
 	if (ret == -ENOENT) {
+		/* A new object: stat what was opened, not the name again. */
 		fd = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
 			return -errno;
-		if (fstat(fd, &st) < 0) {
-			ret = -errno;
+		ret = node_stat(fd, "", AT_EMPTY_PATH, &st, &key);
+		if (ret < 0) {
 			close(fd);
 			return ret;
 		}
-		ret = node_ref_fd(t, fd, &st, &n);
+		ret = node_ref_fd(t, fd, &key, &n);
 	}
 	if (ret < 0)
 		return ret;
@@ -218,10 +279,13 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	struct stat st;
 	int ret;
 
-	if (fi != NULL && node_type(n) != S_IFDIR)
-		ret = fstat((int)fi->fh, &st) < 0 ? -errno : 0;
-	else
+	if (fi != NULL && node_type(n) != S_IFDIR) {
+		struct open_file *of = of_get(fi);
+		ret = fstat(of->fd, &st) < 0 ? -errno : 0;
+		of_put(of);
+	} else {
 		ret = stat_node(fs, n, &st);
+	}
 	if (ret < 0) {
 		reply_status(req, ret);
 		return;
@@ -230,11 +294,11 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 }
 
 /* Applies the requested attribute changes; returns 0 or -errno. */
-static int setattr_apply(struct node *n, int pfd, struct stat *attr, int valid,
-			 struct fuse_file_info *fi)
+static int setattr_apply(int pfd, struct stat *attr, int valid,
+			 struct open_file *of)
 {
-	bool have_fh = fi != NULL && node_type(n) != S_IFDIR;
-	int fh = have_fh ? (int)fi->fh : -1;
+	bool have_fh = of != NULL;
+	int fh = have_fh ? of->fd : -1;
 	char path[64];
 
 	proc_path(pfd, path, sizeof(path));
@@ -293,7 +357,12 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		reply_status(req, pfd);
 		return;
 	}
-	ret = setattr_apply(n, pfd, attr, valid, fi);
+	struct open_file *of = NULL;
+	if (fi != NULL && node_type(n) != S_IFDIR)
+		of = of_get(fi);
+	ret = setattr_apply(pfd, attr, valid, of);
+	if (of != NULL)
+		of_put(of);
 	if (ret == 0 &&
 	    fstatat(pfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 		ret = -errno;
@@ -575,10 +644,16 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		reply_status(req, fd);
 		return;
 	}
-	fi->fh = (uint64_t)fd;
+	struct open_file *of = of_new(fd, NULL);
+	if (of == NULL) {
+		close(fd);
+		reply_status(req, -ENOMEM);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)of;
 	fi->keep_cache = 0;
 	if (fuse_reply_open(req, fi) != 0)
-		close(fd);
+		of_free(of);
 }
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -613,11 +688,17 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	node_fd_put(fs->cfg.nodes, p);
 	if (ret < 0)
 		goto out_close_fd;
-	fi->fh = (uint64_t)fd;
+	struct open_file *of = of_new(fd, NULL);
+	if (of == NULL) {
+		node_forget(fs->cfg.nodes, req_node(req, e.ino), 1);
+		ret = -ENOMEM;
+		goto out_close_fd;
+	}
+	fi->fh = (uint64_t)(uintptr_t)of;
 	fi->keep_cache = 0;
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		node_forget(fs->cfg.nodes, req_node(req, e.ino), 1);
-		close(fd);
+		of_free(of);
 	}
 	return;
 
@@ -632,25 +713,29 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+	struct open_file *of = of_get(fi);
 
 	(void)ino;
 	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	buf.buf[0].fd = (int)fi->fh;
+	buf.buf[0].fd = of->fd;
 	buf.buf[0].pos = off;
 	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+	of_put(of);
 }
 
 static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 			 off_t off, struct fuse_file_info *fi)
 {
 	struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
+	struct open_file *of = of_get(fi);
 	ssize_t n;
 
 	(void)ino;
 	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	out.buf[0].fd = (int)fi->fh;
+	out.buf[0].fd = of->fd;
 	out.buf[0].pos = off;
 	n = fuse_buf_copy(&out, in, 0);
+	of_put(of);
 	if (n < 0)
 		reply_status(req, (int)n);
 	else
@@ -659,11 +744,13 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct open_file *of = of_get(fi);
 	int fd;
 
 	(void)ino;
 	/* Closing a duplicate gives the backing file system its close(). */
-	fd = dup((int)fi->fh);
+	fd = dup(of->fd);
+	of_put(of);
 	if (fd < 0) {
 		reply_status(req, -errno);
 		return;
@@ -675,69 +762,61 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
 	(void)ino;
-	close((int)fi->fh);
+	of_free((struct open_file *)(uintptr_t)fi->fh);
 	reply_status(req, 0);
 }
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 		     struct fuse_file_info *fi)
 {
-	int fd = (int)fi->fh;
+	struct open_file *of = of_get(fi);
 	int r;
 
 	(void)ino;
-	r = datasync ? fdatasync(fd) : fsync(fd);
-	reply_status(req, r < 0 ? -errno : 0);
-}
-
-static struct dir_handle *dir_of(struct fuse_file_info *fi)
-{
-	return (struct dir_handle *)(uintptr_t)fi->fh;
+	r = datasync ? fdatasync(of->fd) : fsync(of->fd);
+	r = r < 0 ? -errno : 0;
+	of_put(of);
+	reply_status(req, r);
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
 	struct fs *fs = req_fs(req);
-	struct dir_handle *d;
+	struct open_file *of;
+	DIR *dp;
 	int fd, ret;
 
-	d = calloc(1, sizeof(*d));
-	if (d == NULL) {
-		reply_status(req, -ENOMEM);
-		return;
-	}
 	fd = node_open(fs->cfg.nodes, req_node(req, ino),
 		       O_RDONLY | O_DIRECTORY);
 	if (fd < 0) {
-		ret = fd;
-		goto out_free;
+		reply_status(req, fd);
+		return;
 	}
-	d->dp = fdopendir(fd);
-	if (d->dp == NULL) {
+	dp = fdopendir(fd);
+	if (dp == NULL) {
 		ret = -errno;
 		close(fd);
-		goto out_free;
+		reply_status(req, ret);
+		return;
 	}
-	fi->fh = (uint64_t)(uintptr_t)d;
-	if (fuse_reply_open(req, fi) != 0) {
-		closedir(d->dp);
-		free(d);
+	of = of_new(fd, dp);
+	if (of == NULL) {
+		closedir(dp);
+		reply_status(req, -ENOMEM);
+		return;
 	}
-	return;
-
-out_free:
-	free(d);
-	reply_status(req, ret);
+	fi->fh = (uint64_t)(uintptr_t)of;
+	if (fuse_reply_open(req, fi) != 0)
+		of_free(of);
 }
 
-/* Fills one readdir reply; plus selects readdirplus. */
-static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
-		       off_t offset, struct fuse_file_info *fi, bool plus)
+/* Fills one readdir reply from the open directory d; plus: readdirplus. */
+static void fill_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
+		     struct open_file *d, bool plus)
 {
 	struct fs *fs = req_fs(req);
 	struct node *dn = req_node(req, ino);
-	struct dir_handle *d = dir_of(fi);
 	char *buf, *p;
 	size_t rem = size;
 	int pfd = -1, err = 0;
@@ -828,6 +907,15 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 	free(buf);
 }
 
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
+		       off_t offset, struct fuse_file_info *fi, bool plus)
+{
+	struct open_file *d = of_get(fi);
+
+	fill_dir(req, ino, size, offset, d, plus);
+	of_put(d);
+}
+
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 		       off_t offset, struct fuse_file_info *fi)
 {
@@ -843,23 +931,22 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
 			  struct fuse_file_info *fi)
 {
-	struct dir_handle *d = dir_of(fi);
-
 	(void)ino;
-	closedir(d->dp);
-	free(d);
+	of_free((struct open_file *)(uintptr_t)fi->fh);
 	reply_status(req, 0);
 }
 
 static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 			struct fuse_file_info *fi)
 {
-	int fd = dirfd(dir_of(fi)->dp);
+	struct open_file *of = of_get(fi);
 	int r;
 
 	(void)ino;
-	r = datasync ? fdatasync(fd) : fsync(fd);
-	reply_status(req, r < 0 ? -errno : 0);
+	r = datasync ? fdatasync(of->fd) : fsync(of->fd);
+	r = r < 0 ? -errno : 0;
+	of_put(of);
+	reply_status(req, r);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -1014,9 +1101,13 @@ out_reply:
 static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 			 off_t length, struct fuse_file_info *fi)
 {
+	struct open_file *of = of_get(fi);
+	int r;
+
 	(void)ino;
-	reply_status(
-	    req, fallocate((int)fi->fh, mode, offset, length) < 0 ? -errno : 0);
+	r = fallocate(of->fd, mode, offset, length) < 0 ? -errno : 0;
+	of_put(of);
+	reply_status(req, r);
 }
 
 static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
@@ -1024,14 +1115,20 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 			       off_t off_out, struct fuse_file_info *fi_out,
 			       size_t len, int flags)
 {
+	struct open_file *in = of_get(fi_in);
+	struct open_file *out = of_get(fi_out);
 	ssize_t n;
 
 	(void)ino_in;
 	(void)ino_out;
-	n = copy_file_range((int)fi_in->fh, &off_in, (int)fi_out->fh, &off_out,
-			    len, (unsigned)flags);
+	n = copy_file_range(in->fd, &off_in, out->fd, &off_out, len,
+			    (unsigned)flags);
 	if (n < 0)
-		reply_status(req, -errno);
+		n = -errno;
+	of_put(out);
+	of_put(in);
+	if (n < 0)
+		reply_status(req, (int)n);
 	else
 		fuse_reply_write(req, (size_t)n);
 }
@@ -1039,12 +1136,16 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 		     struct fuse_file_info *fi)
 {
+	struct open_file *of = of_get(fi);
 	off_t r;
 
 	(void)ino;
-	r = lseek((int)fi->fh, off, whence);
+	r = lseek(of->fd, off, whence);
 	if (r < 0)
-		reply_status(req, -errno);
+		r = -errno;
+	of_put(of);
+	if (r < 0)
+		reply_status(req, (int)r);
 	else
 		fuse_reply_lseek(req, r);
 }

@@ -348,6 +348,25 @@ static void raise_fd_limit(void)
 	}
 }
 
+/*
+ * Returns a copy of s with ',' and '\\' escaped for a FUSE option list
+ * (fuse_opt splits on unescaped commas), or NULL without memory.
+ */
+static char *escape_opt(const char *s)
+{
+	char *out = malloc(2 * strlen(s) + 1), *p = out;
+
+	if (out == NULL)
+		return NULL;
+	for (; *s != '\0'; s++) {
+		if (*s == ',' || *s == '\\')
+			*p++ = '\\';
+		*p++ = *s;
+	}
+	*p = '\0';
+	return out;
+}
+
 static int start_fuse(struct daemon *d)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
@@ -357,7 +376,7 @@ static int start_fuse(struct daemon *d)
 		.entry_timeout = d->opt.timeout,
 		.attr_timeout = d->opt.timeout,
 	};
-	char *opts = NULL;
+	char *opts = NULL, *fsname;
 	int ret;
 
 	ret = fs_new(&cfg, &d->fs);
@@ -367,9 +386,14 @@ static int start_fuse(struct daemon *d)
 	if (has_fuse_opt(&d->opt, "allow_other") &&
 	    !has_fuse_opt(&d->opt, "default_permissions"))
 		add_fuse_opt(&d->opt, "default_permissions");
-	if (asprintf(&opts, "fsname=%s,subtype=txfs%s%s", d->source,
-		     d->opt.fuse_opts ? "," : "",
-		     d->opt.fuse_opts ? d->opt.fuse_opts : "") < 0)
+	fsname = escape_opt(d->source);
+	if (fsname == NULL)
+		return -ENOMEM;
+	ret = asprintf(&opts, "fsname=%s,subtype=txfs%s%s", fsname,
+		       d->opt.fuse_opts ? "," : "",
+		       d->opt.fuse_opts ? d->opt.fuse_opts : "");
+	free(fsname);
+	if (ret < 0)
 		return -ENOMEM;
 	if (fuse_opt_add_arg(&args, "txfsd") != 0 ||
 	    fuse_opt_add_arg(&args, "-o") != 0 ||

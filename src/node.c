@@ -51,6 +51,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #define NODE_BUCKETS   (1u << 18)
@@ -70,6 +71,7 @@ struct node {
 	dev_t dev;
 	ino_t ino;
 	mode_t type;
+	uint64_t birth; /* see struct node_key */
 	uint64_t generation;
 	struct handle *handle; /* NULL: fd is pinned for the node's life */
 
@@ -170,13 +172,14 @@ static void close_all(const int *fds, int n)
 }
 
 static void node_init(struct node_table *t, struct node *n, uint64_t view,
-		      const struct stat *st)
+		      const struct node_key *key)
 {
 	n->table = t;
 	n->view = view;
-	n->dev = st->st_dev;
-	n->ino = st->st_ino;
-	n->type = st->st_mode & S_IFMT;
+	n->dev = key->dev;
+	n->ino = key->ino;
+	n->type = key->type;
+	n->birth = key->birth;
 	n->generation = atomic_fetch_add(&t->next_generation, 1);
 	n->handle = NULL;
 	stm_tvar_init(&n->nlookup, 0);
@@ -250,7 +253,13 @@ int node_table_new(int root_fd, size_t fd_cache_max, struct node_table **out)
 	atomic_init(&t->next_generation, 1);
 
 	/* The root keeps the descriptor it was opened with. */
-	node_init(t, &t->root, NODE_VIEW_BASE, &st);
+	struct node_key rkey = {
+		.dev = st.st_dev,
+		.ino = st.st_ino,
+		.type = S_IFDIR,
+		.birth = 0,
+	};
+	node_init(t, &t->root, NODE_VIEW_BASE, &rkey);
 	stm_tvar_init(&t->root.nlookup, 1);
 	t->root.fd = root_fd;
 	t->root.permanent = true;
@@ -322,32 +331,54 @@ struct node *node_from_id(struct node_table *t, uint64_t id)
 struct ref_args {
 	struct node_table *t;
 	uint64_t view;
-	dev_t dev;
-	ino_t ino;
+	const struct node_key *key;
 	struct node *insert; /* private node to publish on a miss, or NULL */
 	struct node *found;
 };
 
-/* Finds the live node for the key and takes a reference; may insert. */
+static int unlink_from_chain(struct stm_tx *tx, struct node_table *t,
+			     struct node *n);
+
+/* Returns true when n stands for the object key names (not an older one). */
+static bool same_object(const struct node *n, const struct node_key *key)
+{
+	return n->type == key->type &&
+	       (n->birth == 0 || key->birth == 0 || n->birth == key->birth);
+}
+
+/*
+ * Finds the live node for the key and takes a reference; may insert.  A
+ * live node with the key's number that is another object is marked dead.
+ */
 static int ref_body(struct stm_tx *tx, void *arg)
 {
 	struct ref_args *a = arg;
+	const struct node_key *k = a->key;
 	struct stm_tvar *head =
-	    &a->t->buckets[bucket_of(a->view, a->dev, a->ino)];
+	    &a->t->buckets[bucket_of(a->view, k->dev, k->ino)];
 	struct node *first, *n;
 	uintptr_t count;
+	int ret;
 
 	a->found = NULL;
 	STM_LOADP(tx, head, &first);
 	for (n = first; n != NULL;) {
-		if (n->ino == a->ino && n->dev == a->dev &&
-		    n->view == a->view) {
-			STM_LOAD(tx, &n->nlookup, &count);
-			stm_write(tx, &n->nlookup, count + 1);
-			a->found = n;
-			return 0;
-		}
+		if (n->ino == k->ino && n->dev == k->dev && n->view == a->view)
+			break;
 		STM_LOADP(tx, &n->next, &n);
+	}
+	if (n != NULL && same_object(n, k)) {
+		STM_LOAD(tx, &n->nlookup, &count);
+		stm_write(tx, &n->nlookup, count + 1);
+		a->found = n;
+		return 0;
+	}
+	if (n != NULL) {
+		/* Invariant (1): the number now names another object. */
+		ret = unlink_from_chain(tx, a->t, n);
+		if (ret != 0)
+			return ret;
+		STM_LOADP(tx, head, &first);
 	}
 	if (a->insert == NULL)
 		return 0;
@@ -359,18 +390,55 @@ static int ref_body(struct stm_tx *tx, void *arg)
 	return 0;
 }
 
-int node_ref(struct node_table *t, const struct stat *st, struct node **out)
+int node_stat(int dirfd, const char *name, int flags, struct stat *st,
+	      struct node_key *key)
+{
+	struct statx x;
+
+	if (statx(dirfd, name, flags | AT_NO_AUTOMOUNT,
+		  STATX_BASIC_STATS | STATX_BTIME, &x) < 0)
+		return -errno;
+	memset(st, 0, sizeof(*st));
+	st->st_dev = makedev(x.stx_dev_major, x.stx_dev_minor);
+	st->st_ino = x.stx_ino;
+	st->st_mode = x.stx_mode;
+	st->st_nlink = x.stx_nlink;
+	st->st_uid = x.stx_uid;
+	st->st_gid = x.stx_gid;
+	st->st_rdev = makedev(x.stx_rdev_major, x.stx_rdev_minor);
+	st->st_size = (off_t)x.stx_size;
+	st->st_blksize = (blksize_t)x.stx_blksize;
+	st->st_blocks = (blkcnt_t)x.stx_blocks;
+	st->st_atim.tv_sec = x.stx_atime.tv_sec;
+	st->st_atim.tv_nsec = x.stx_atime.tv_nsec;
+	st->st_mtim.tv_sec = x.stx_mtime.tv_sec;
+	st->st_mtim.tv_nsec = x.stx_mtime.tv_nsec;
+	st->st_ctim.tv_sec = x.stx_ctime.tv_sec;
+	st->st_ctim.tv_nsec = x.stx_ctime.tv_nsec;
+	if (key != NULL) {
+		key->dev = st->st_dev;
+		key->ino = st->st_ino;
+		key->type = st->st_mode & S_IFMT;
+		key->birth = (x.stx_mask & STATX_BTIME)
+				 ? (uint64_t)x.stx_btime.tv_sec * 1000000000u +
+				       x.stx_btime.tv_nsec
+				 : 0;
+	}
+	return 0;
+}
+
+int node_ref(struct node_table *t, const struct node_key *key,
+	     struct node **out)
 {
 	struct ref_args a = {
 		.t = t,
 		.view = NODE_VIEW_BASE,
-		.dev = st->st_dev,
-		.ino = st->st_ino,
+		.key = key,
 		.insert = NULL,
 	};
 	int ret;
 
-	if (st->st_ino == t->root.ino && st->st_dev == t->root.dev) {
+	if (key->ino == t->root.ino && key->dev == t->root.dev) {
 		/* The root is not in the hash; the kernel never forgets it. */
 		*out = &t->root;
 		return 0;
@@ -378,28 +446,24 @@ int node_ref(struct node_table *t, const struct stat *st, struct node **out)
 	ret = stm_atomically(ref_body, &a, 0);
 	if (ret < 0)
 		return ret;
-	if (a.found == NULL || node_type(a.found) != (st->st_mode & S_IFMT)) {
-		if (a.found != NULL)
-			node_forget(t, a.found, 1);
+	if (a.found == NULL)
 		return -ENOENT;
-	}
 	*out = a.found;
 	return 0;
 }
 
-int node_ref_fd(struct node_table *t, int fd, const struct stat *st,
+int node_ref_fd(struct node_table *t, int fd, const struct node_key *key,
 		struct node **out)
 {
 	struct ref_args a = {
 		.t = t,
 		.view = NODE_VIEW_BASE,
-		.dev = st->st_dev,
-		.ino = st->st_ino,
+		.key = key,
 	};
 	struct node *n;
 	int ret;
 
-	ret = node_ref(t, st, out);
+	ret = node_ref(t, key, out);
 	if (ret != -ENOENT) {
 		close(fd);
 		return ret;
@@ -411,7 +475,7 @@ int node_ref_fd(struct node_table *t, int fd, const struct stat *st,
 		close(fd);
 		return -ENOMEM;
 	}
-	node_init(t, n, NODE_VIEW_BASE, st);
+	node_init(t, n, NODE_VIEW_BASE, key);
 	ret = handle_from_fd(fd, &n->handle);
 	if (ret == -EOPNOTSUPP) {
 		/* No handle: the node keeps this descriptor for its life,

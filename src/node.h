@@ -58,21 +58,44 @@ bool node_is_root(const struct node *n);
  */
 struct node *node_from_id(struct node_table *t, uint64_t id);
 
+/*
+ * What identifies a backing object.  Inode numbers are reused once an object
+ * is gone, so the birth time tells a new object from an old one with the
+ * same number (0 where the file system records none).
+ */
+struct node_key {
+	dev_t dev;
+	ino_t ino;
+	mode_t type;
+	uint64_t birth; /* nanoseconds since the epoch, or 0 */
+};
+
+/*
+ * Stats name relative to dirfd (flags as for fstatat: AT_EMPTY_PATH,
+ * AT_SYMLINK_NOFOLLOW) into st and key with one statx(2).
+ * Returns 0 or -errno.
+ */
+int node_stat(int dirfd, const char *name, int flags, struct stat *st,
+	      struct node_key *key);
+
 /* Lookup references */
 
 /*
- * Adds one lookup reference to the live node for (dev, ino) in the base
- * view.  Returns 0 and the node, or -ENOENT when the table has none.
+ * Adds one lookup reference to the live node for key in the base view.
+ * Returns 0 and the node, or -ENOENT when the table has none.  A node
+ * with the key's inode number but another birth time or type is an older
+ * object whose number was reused: it is marked dead and -ENOENT returned.
  */
-int node_ref(struct node_table *t, const struct stat *st, struct node **out);
+int node_ref(struct node_table *t, const struct node_key *key,
+	     struct node **out);
 
 /*
  * Finds or creates the node for the object open at fd (normally O_PATH, as
- * returned by openat with O_PATH|O_NOFOLLOW) whose attributes are st, and
- * adds one lookup reference.  Takes ownership of fd in all cases.
+ * returned by openat with O_PATH|O_NOFOLLOW) identified by key, and adds
+ * one lookup reference.  Takes ownership of fd in all cases.
  * Returns 0 or -errno.
  */
-int node_ref_fd(struct node_table *t, int fd, const struct stat *st,
+int node_ref_fd(struct node_table *t, int fd, const struct node_key *key,
 		struct node **out);
 
 /* Drops nlookup references (FUSE forget); frees the node at zero. */

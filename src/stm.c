@@ -158,8 +158,8 @@
 
 /*
  * Waiting for a tvar another transaction has locked: locks are held only
- * while committing, so spin briefly, then yield (the holder may have been
- * preempted), then give up and abort.
+ * while committing, so spin briefly, then (a reader, which holds no lock
+ * itself) yield in case the holder was preempted, then give up and abort.
  */
 #define WAIT_SPINS  64
 #define WAIT_YIELDS 16
@@ -319,9 +319,9 @@ static void cpu_relax(void)
 }
 
 /* Waits a little for a locked tvar; false once the budget is spent. */
-static bool lock_wait(unsigned *spins)
+static bool lock_wait(unsigned *spins, unsigned yields)
 {
-	if (*spins >= WAIT_SPINS + WAIT_YIELDS)
+	if (*spins >= WAIT_SPINS + yields)
 		return false;
 	if ((*spins)++ < WAIT_SPINS)
 		cpu_relax();
@@ -881,7 +881,8 @@ static bool lock_one(struct wentry *w)
 				return true;
 			}
 		}
-		if (!lock_wait(&spins))
+		/* Never yield while holding locks: abort instead. */
+		if (!lock_wait(&spins, 0))
 			return false;
 	}
 }
@@ -1065,9 +1066,11 @@ static int tx_wait(struct stm_tx *tx, const struct timespec *deadline)
 	}
 	ATOMIC_ADD(&g_waiters, 1, seq_cst);
 	seq = ATOMIC_LOAD(&g_wake_seq, seq_cst);
-	for (size_t i = 0; i < tx->rs.n && !changed; i++)
-		changed = ATOMIC_LOAD(&rs[i].tv->lock, seq_cst) != rs[i].seen
-								       << 1;
+	for (size_t i = 0; i < tx->rs.n && !changed; i++) {
+		uint64_t unchanged = rs[i].seen << 1;
+
+		changed = ATOMIC_LOAD(&rs[i].tv->lock, seq_cst) != unchanged;
+	}
 	tx_abort(tx);
 	if (!changed) {
 		sites_flush(tx->thr);
@@ -1212,7 +1215,7 @@ int stm_read(struct stm_tx *tx, struct stm_tvar *tv, uintptr_t *out)
 			if (l1 == l2)
 				break;
 		}
-		if (!lock_wait(&spins))
+		if (!lock_wait(&spins, WAIT_YIELDS))
 			return tx_doom(tx, STM_RETRY, CAUSE_LOCKED);
 	}
 	if ((l1 >> 1) > tx->rv)

@@ -1088,6 +1088,262 @@ static int cmd_dirseek(int argc, char **argv)
 	return 0;
 }
 
+static const char *dtype_name(unsigned char t)
+{
+	switch (t) {
+	case DT_REG:
+		return "reg";
+	case DT_DIR:
+		return "dir";
+	case DT_LNK:
+		return "lnk";
+	case DT_FIFO:
+		return "fifo";
+	case DT_SOCK:
+		return "sock";
+	case DT_CHR:
+		return "chr";
+	case DT_BLK:
+		return "blk";
+	default:
+		return "unknown";
+	}
+}
+
+/*
+ * readdir DIR: prints "NAME TYPE" for every entry, TYPE from d_type, sorted
+ * by name (a pass-through must report the types the source reports).
+ */
+static int cmd_readdir(int argc, char **argv)
+{
+	size_t cap = 256, count = 0, i;
+	char **lines = malloc(cap * sizeof(*lines));
+	struct dirent *de;
+	DIR *d;
+
+	(void)argc;
+	if (lines == NULL)
+		return die("out of memory", NULL);
+	d = opendir(argv[0]);
+	if (d == NULL)
+		return fail_errno(errno);
+	while ((errno = 0, de = readdir(d)) != NULL) {
+		if (count == cap) {
+			cap *= 2;
+			lines = realloc(lines, cap * sizeof(*lines));
+			if (lines == NULL)
+				return die("out of memory", NULL);
+		}
+		if (asprintf(&lines[count], "%s %s", de->d_name,
+			     dtype_name(de->d_type)) < 0)
+			return die("out of memory", NULL);
+		count++;
+	}
+	if (errno != 0)
+		return fail_errno(errno);
+	closedir(d);
+	qsort(lines, count, sizeof(lines[0]), cmp_str);
+	for (i = 0; i < count; i++) {
+		printf("%s\n", lines[i]);
+		free(lines[i]);
+	}
+	free(lines);
+	return 0;
+}
+
+/* --- stress -------------------------------------------------------------- */
+
+/* A small, seedable generator, so a failing run can be repeated. */
+static uint64_t rng_next(uint64_t *state)
+{
+	uint64_t x = *state;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	*state = x;
+	return x;
+}
+
+/* Errnos a racing namespace operation may legitimately return. */
+static bool expected_errno(int err)
+{
+	switch (err) {
+	case ENOENT:
+	case EEXIST:
+	case ENOTEMPTY:
+	case EISDIR:
+	case ENOTDIR:
+	case EPERM:
+	case EINVAL:
+	case ELOOP:
+	case EMLINK:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/*
+ * stress DIR SEED COUNT: COUNT random namespace and data operations on a
+ * small set of names in DIR/a and DIR/b (create, write, append, read,
+ * stat, rename, exchange, link, symlink, unlink, mkdir, rmdir, truncate,
+ * chmod, readdir), meant to run in several processes at once.  Errors a
+ * race explains (ENOENT, EEXIST, …) are counted; any other error (ESTALE,
+ * EIO, ENOTCONN, …) stops the run: the op and errno are printed, exit 1.
+ * Prints "ops N errors M" on success.
+ */
+static int cmd_stress(int argc, char **argv)
+{
+	static const char *const dirs[] = { "a", "b" };
+	long long seed, count, i, errors = 0;
+	uint64_t st;
+	char p1[PATH_MAX], p2[PATH_MAX], buf[4096];
+	int dfd;
+
+	(void)argc;
+	if (!parse_ll(argv[1], &seed) || !parse_ll(argv[2], &count))
+		return usage_error("bad seed or count", argv[1]);
+	dfd = open(argv[0], O_RDONLY | O_DIRECTORY);
+	if (dfd < 0)
+		return die("cannot open", argv[0]);
+	mkdirat(dfd, "a", 0755);
+	mkdirat(dfd, "b", 0755);
+	st = (uint64_t)seed * 0x9e3779b97f4a7c15ull + 1;
+	for (i = 0; i < count; i++) {
+		unsigned int op = (unsigned int)(rng_next(&st) % 16);
+		const char *what = "";
+		int rc = 0, fd;
+
+		snprintf(p1, sizeof(p1), "%s/n%u", dirs[rng_next(&st) % 2],
+			 (unsigned int)(rng_next(&st) % 8));
+		snprintf(p2, sizeof(p2), "%s/n%u", dirs[rng_next(&st) % 2],
+			 (unsigned int)(rng_next(&st) % 8));
+		switch (op) {
+		case 0:
+		case 1:
+			what = "create";
+			fd =
+			    openat(dfd, p1, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+			rc = fd;
+			if (fd >= 0) {
+				int n =
+				    snprintf(buf, sizeof(buf),
+					     "seed %lld op %lld\n", seed, i);
+
+				rc = (int)write(fd, buf, (size_t)n);
+				close(fd);
+			}
+			break;
+		case 2:
+			what = "append";
+			fd = openat(dfd, p1, O_WRONLY | O_APPEND);
+			rc = fd;
+			if (fd >= 0) {
+				rc = (int)write(fd, "+", 1);
+				close(fd);
+			}
+			break;
+		case 3:
+			what = "read";
+			fd = openat(dfd, p1, O_RDONLY | O_NONBLOCK);
+			rc = fd;
+			if (fd >= 0) {
+				while ((rc = (int)read(fd, buf, sizeof(buf))) >
+				       0)
+					;
+				close(fd);
+			}
+			break;
+		case 4: {
+			struct stat sb;
+
+			what = "stat";
+			rc = fstatat(dfd, p1, &sb, AT_SYMLINK_NOFOLLOW);
+			break;
+		}
+		case 5:
+		case 6:
+			what = "rename";
+			rc = renameat(dfd, p1, dfd, p2);
+			break;
+		case 7:
+			what = "exchange";
+			rc = renameat2(dfd, p1, dfd, p2, RENAME_EXCHANGE);
+			break;
+		case 8:
+			what = "link";
+			rc = linkat(dfd, p1, dfd, p2, 0);
+			break;
+		case 9:
+			what = "symlink";
+			rc = symlinkat("../a/n0", dfd, p1);
+			break;
+		case 10:
+		case 11:
+			what = "unlink";
+			rc = unlinkat(dfd, p1, 0);
+			break;
+		case 12:
+			what = "mkdir";
+			rc = mkdirat(dfd, p1, 0755);
+			break;
+		case 13:
+			what = "rmdir";
+			rc = unlinkat(dfd, p1, AT_REMOVEDIR);
+			break;
+		case 14:
+			what = "truncate";
+			fd = openat(dfd, p1, O_WRONLY | O_NONBLOCK);
+			rc = fd;
+			if (fd >= 0) {
+				rc = ftruncate(fd, (off_t)(rng_next(&st) % 64));
+				close(fd);
+			}
+			break;
+		default: {
+			DIR *d;
+			int dup_fd = openat(dfd, dirs[rng_next(&st) % 2],
+					    O_RDONLY | O_DIRECTORY);
+
+			what = "readdir";
+			rc = dup_fd;
+			if (dup_fd >= 0) {
+				d = fdopendir(dup_fd);
+				if (d == NULL) {
+					rc = -1;
+					close(dup_fd);
+					break;
+				}
+				errno = 0;
+				while (readdir(d) != NULL)
+					;
+				rc = errno != 0 ? -1 : 0;
+				closedir(d);
+			}
+			if (rc == 0 &&
+			    fchmodat(dfd, p1, 0600 | (i & 1 ? 044 : 0), 0) <
+				0 &&
+			    errno != ENOENT) {
+				what = "chmod";
+				rc = -1;
+			}
+			break;
+		}
+		}
+		if (rc < 0) {
+			if (!expected_errno(errno)) {
+				printf("%s %s %s: ", what, p1, p2);
+				return fail_errno(errno);
+			}
+			errors++;
+		}
+	}
+	close(dfd);
+	printf("ops %lld errors %lld\n", count, errors);
+	return 0;
+}
+
 /* --- sockets ---------------------------------------------------------- */
 
 static int unix_addr(const char *path, struct sockaddr_un *sun)
@@ -1459,6 +1715,8 @@ static const struct cmd cmds[] = {
 	{ "flock", 2, 4, "PATH ex|sh [nb] [hold=RELEASE]", cmd_flock },
 	{ "flock2", 1, 1, "PATH", cmd_flock2 },
 	{ "dirseek", 1, 2, "DIR [STRIDE]", cmd_dirseek },
+	{ "readdir", 1, 1, "DIR", cmd_readdir },
+	{ "stress", 3, 3, "DIR SEED COUNT", cmd_stress },
 	{ "sock", 2, 3, "PATH DATA [shut]", cmd_sock },
 	{ "sockfill", 2, 2, "PATH N", cmd_sockfill },
 	{ "sockpair", 1, 1, "PATH", cmd_sockpair },

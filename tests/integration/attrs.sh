@@ -110,6 +110,15 @@ ops() {
 
 run_both ops
 
+# The root of the mount is the source directory itself.
+assert_eq "$(stat -c '%a %u %g %h' "$MNT")" "$(stat -c '%a %u %g %h' "$SRC")" \
+	"attributes of the mount root"
+chmod 0711 "$MNT"
+assert_eq "$(stat -c %a "$SRC")" 711 "mode of the source after chmod"
+touch -d @1500000000 "$MNT"
+assert_eq "$(stat -c %Y "$SRC")" 1500000000 "mtime of the source after touch"
+chmod 0755 "$MNT"
+
 # What the mount reports matches the source object by object, times too.
 for p in f g d sl; do
 	assert_eq "$(stat -c '%F %a %u %g %h %s %.9Y' "$MNT/$p")" \

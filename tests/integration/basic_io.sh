@@ -1,9 +1,9 @@
 #!/bin/bash
 # Basic I/O through the mount behaves exactly as on a plain directory:
 # create/read/write, open flags (O_TRUNC, O_APPEND, O_EXCL, O_DIRECTORY,
-# O_NOFOLLOW), offsets and holes, mkdir/rmdir/unlink and their errors,
-# unlinked-but-open files, fsync/fsyncdir, readdir with seekdir/telldir,
-# access(2), shared mmap, exec of a binary, and statfs.
+# O_NOFOLLOW, O_DIRECT), offsets and holes, mkdir/rmdir/unlink and their
+# errors, unlinked-but-open files, fsync/fsyncdir, readdir (d_type,
+# seekdir/telldir), access(2), shared mmap, exec of a binary, and statfs.
 TIMEOUT=90
 . "$(dirname "$0")/lib.sh"
 
@@ -95,6 +95,10 @@ ops() {
 	printf 'more' >&5
 	cat /proc/self/fd/5
 	echo
+	stat -L -c 'unlinked: nlink %h size %s' /proc/self/fd/5
+	truncate -s 2 /proc/self/fd/5
+	chmod 0600 /proc/self/fd/5
+	stat -L -c 'unlinked: size %s mode %a' /proc/self/fd/5
 	exec 5<&-
 
 	# fsync, fdatasync, fsyncdir.
@@ -110,6 +114,11 @@ ops() {
 	ls -a many | LC_ALL=C sort | sha256sum
 	ls -a d | LC_ALL=C sort
 
+	# readdir reports each entry's type (d_type) as the source does.
+	mkdir types
+	(cd types && touch f && mkdir d && ln -s f l && mkfifo p)
+	fsop readdir types
+
 	# access(2) as root: x needs some x bit.
 	chmod 0644 a
 	expect_ok access a rw
@@ -122,6 +131,12 @@ ops() {
 	printf '0123456789' >m
 	expect_ok mmapwrite m 2 XY
 	assert_content m 01XY456789
+
+	# O_DIRECT reads and writes of aligned blocks.
+	head -c 65536 /dev/urandom >direct.src
+	dd if=direct.src of=direct bs=4096 oflag=direct status=none
+	dd if=direct bs=4096 iflag=direct status=none | cmp - direct.src
+	rm direct.src direct
 
 	# A binary on the mount can be executed.
 	cp /bin/true truebin

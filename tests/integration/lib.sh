@@ -101,6 +101,7 @@ _cleanup_hooks=()
 _where() {
 	local i=1 frame out=
 	while frame=$(caller $i); do
+		# shellcheck disable=SC2086 # "line function file" splits
 		set -- $frame
 		case $3 in
 		*/lib.sh) ;;
@@ -176,18 +177,44 @@ wait_for() {
 
 # --- mounts --------------------------------------------------------------
 
+# mountinfo_escape PATH: PATH as /proc/self/mountinfo spells it.
+mountinfo_escape() {
+	local s=${1//\\/\\134}
+	s=${s// /\\040}
+	s=${s//$'\t'/\\011}
+	s=${s//$'\n'/\\012}
+	printf '%s' "$s"
+}
+
+# mountinfo_unescape FIELD: decodes the octal escapes of a mountinfo field.
+mountinfo_unescape() {
+	local s=$1 out=
+	while [[ $s =~ ^([^\\]*)\\([0-7]{3})(.*)$ ]]; do
+		# shellcheck disable=SC2059 # the format is the escape itself
+		out+=${BASH_REMATCH[1]}$(printf "\\${BASH_REMATCH[2]}")
+		s=${BASH_REMATCH[3]}
+	done
+	printf '%s' "$out$s"
+}
+
+# _mount_field DIR N: prints field N after the " - " separator of the
+# topmost mount at DIR (1: type, 2: source).
+_mount_field() {
+	# (awk -v would decode the backslashes; the environment does not.)
+	MI_PATH=$(mountinfo_escape "$1") awk -v n="$2" '
+	$5 == ENVIRON["MI_PATH"] {
+		for (i = 7; i <= NF; i++) if ($i == "-") { f = $(i + n); break }
+	} END { if (f != "") print f }' /proc/self/mountinfo
+}
+
 # mount_fstype DIR: prints the file-system type of the topmost mount at DIR.
 mount_fstype() {
-	awk -v m="$1" '$5 == m {
-		for (i = 7; i <= NF; i++) if ($i == "-") { t = $(i + 1); break }
-	} END { if (t != "") print t }' /proc/self/mountinfo
+	_mount_field "$1" 1
 }
 
 # mount_source DIR: prints the mount source (fsname) of the mount at DIR.
 mount_source() {
-	awk -v m="$1" '$5 == m {
-		for (i = 7; i <= NF; i++) if ($i == "-") { s = $(i + 2); break }
-	} END { if (s != "") print s }' /proc/self/mountinfo
+	mountinfo_unescape "$(_mount_field "$1" 2)"
 }
 
 # is_fuse_mounted DIR: true when a FUSE file system is mounted at DIR.
@@ -231,7 +258,8 @@ _daemon_cmd() {
 	fi
 	# passthrough_ll takes the source as an option and has no state
 	# directory, socket or thread options.
-	_cmd=("$TXFS_REFERENCE" "$fg" -o "source=$src,xattr")
+	src=${src//\\/\\\\}
+	_cmd=("$TXFS_REFERENCE" "$fg" -o "source=${src//,/\\,},xattr")
 	while [ $# -gt 0 ]; do
 		case $1 in
 		-o)
@@ -253,9 +281,11 @@ _daemon_cmd() {
 # own, and waits until its mount is in /proc/self/mountinfo.  Sets
 # DAEMON_PID and DAEMON_LOG.
 txfs_mount_at() {
-	local src=$1 mnt=$2 n=${#DAEMON_PIDS[@]} i fstype
-	shift 2
-	_daemon_cmd "$src" "$mnt" "$@"
+	local src=$1 mnt n=${#DAEMON_PIDS[@]} i fstype
+	# The daemon gets the paths as given; the harness tracks the mount
+	# point by its canonical name, as mountinfo shows it.
+	mnt=$(realpath -m -- "$2")
+	_daemon_cmd "$src" "$2" "${@:3}"
 	DAEMON_LOG=$T/daemon.$n.log
 	echo "# mount: ${_cmd[*]}"
 	# Background jobs of a non-interactive shell start with SIGINT and
@@ -331,7 +361,7 @@ _reap_daemon() {
 	if [ "${DAEMON_CHILD[$i]}" = 1 ]; then
 		wait "$pid" && DAEMON_STATUS=0 || DAEMON_STATUS=$?
 	fi
-	DAEMON_PIDS[$i]=
+	DAEMON_PIDS[i]=
 	return 0
 }
 
@@ -340,7 +370,7 @@ _reap_daemon() {
 txfs_forget_daemon() {
 	local i
 	i=$(_daemon_index "$1") || return 0
-	DAEMON_PIDS[$i]=
+	DAEMON_PIDS[i]=
 }
 
 # txfs_register_daemon PID MOUNTPOINT LOG: adopts a daemon the scenario
@@ -386,7 +416,7 @@ _watchdog_fire() {
 		[ "$pid" = "$BASHPID" ] || kill -TERM "$pid" 2>/dev/null || true
 	done
 	kill -TERM "$_script_pid" 2>/dev/null || true
-	sleep 15
+	_watchdog_sleep 15
 	if pid_alive "$_script_pid"; then
 		for pid in $(_descendants "$_script_pid"); do
 			[ "$pid" = "$BASHPID" ] || kill -KILL "$pid" 2>/dev/null
@@ -396,15 +426,21 @@ _watchdog_fire() {
 	fi
 }
 
+# Sleeps in the background so that the watchdog's TERM trap (cleanup
+# stopping it) runs at once and takes the sleep with it.
+_watchdog_sleep() {
+	sleep "$1" &
+	_sleep=$!
+	wait "$_sleep"
+}
+
 _script_pid=$$
 (
 	trap - ERR
 	set +e
 	_sleep=
 	trap 'kill $_sleep 2>/dev/null; exit 0' TERM
-	sleep "$TIMEOUT" &
-	_sleep=$!
-	wait "$_sleep"
+	_watchdog_sleep "$TIMEOUT"
 	_watchdog_fire
 ) </dev/null &
 _watchdog=$!
@@ -413,8 +449,14 @@ trap 'echo "terminated by a signal" >&2; : >"$T/.failed"; exit 1' TERM INT HUP
 
 # Prints every mount point at or below $T, deepest first.
 _mounts_below_t() {
-	awk -v t="$T" '$5 == t || index($5, t "/") == 1 { print $5 }' \
-		/proc/self/mountinfo | sort -r
+	local m
+	MI_PATH=$(mountinfo_escape "$T") awk '
+	$5 == ENVIRON["MI_PATH"] || index($5, ENVIRON["MI_PATH"] "/") == 1 {
+		print $5
+	}' /proc/self/mountinfo | sort -r | while IFS= read -r m; do
+		mountinfo_unescape "$m"
+		echo
+	done
 }
 
 _cleanup() {
@@ -451,7 +493,7 @@ _cleanup() {
 			rc=1
 		fi
 	done
-	for m in $(_mounts_below_t); do
+	_mounts_below_t | while IFS= read -r m; do
 		echo "cleanup: unmounting leftover mount $m" >&2
 		_force_umount "$m"
 	done

@@ -3,8 +3,10 @@
 # -o allow_other,default_permissions: nobody reads a 0644 root file but
 # cannot write it, cannot read a 0600 one, cannot create in a 0755 root
 # directory, can create in a 1777 one but cannot remove or rename root's
-# file there, and cannot chmod, chown or set times on root's files.
-# Without allow_other the user cannot reach the mount at all.
+# file there, and cannot chmod, chown or set times on root's files; a
+# write by nobody clears the set-user-id bit.  allow_other without
+# default_permissions enforces the same permission bits, and without
+# allow_other the user cannot reach the mount at all.
 TIMEOUT=60
 . "$(dirname "$0")/lib.sh"
 
@@ -61,7 +63,14 @@ expect_errno EPERM utimens "$MNT/pub" 100 100
 expect_errno EACCES utimens "$MNT/pub" now now
 expect_errno EACCES setxattr "$MNT/pub" user.x y
 expect_ok utimens "$MNT/tmp/rootfile" now now
+
+# A write by someone else clears the set-user-id bit.
 unset FSOP_AS_NOBODY
+printf 'suid' >"$MNT/tmp/suid"
+chmod 4777 "$MNT/tmp/suid"
+FSOP_AS_NOBODY=1 expect_ok write "$MNT/tmp/suid" wronly,append "!"
+assert_eq "$(stat -c %a "$SRC/tmp/suid")" 777 "mode after a write by nobody"
+assert_content "$SRC/tmp/suid" 'suid!'
 
 # Nothing the refused calls asked for happened in the source.
 assert_content "$SRC/pub" public
@@ -70,6 +79,15 @@ assert_eq "$(stat -c '%a %u' "$SRC/pub")" "644 0" "pub after refused calls"
 assert_eq "$(ls -A "$SRC/rootdir")" "" "root directory after refused calls"
 assert_missing "$SRC/tmp/stolen"
 
+txfs_umount
+
+# allow_other alone must not let users bypass the permission bits.
+txfs_mount -o allow_other
+FSOP_AS_NOBODY=1 expect_errno EACCES open "$MNT/priv" rdonly
+FSOP_AS_NOBODY=1 expect_errno EACCES open "$MNT/pub" wronly
+FSOP_AS_NOBODY=1 expect_errno EACCES open "$MNT/rootdir/new" wronly,creat
+FSOP_AS_NOBODY=1 expect_errno EPERM chmod "$MNT/pub" 0666
+assert_eq "$(as_nobody cat "$MNT/pub")" public "nobody reading pub"
 txfs_umount
 
 # Without allow_other, only the mounting user gets in.

@@ -1,10 +1,11 @@
 #!/bin/bash
 # Start-up errors: a missing or non-directory SOURCE or MOUNTPOINT, a
-# MOUNTPOINT that already is a txfs mount, no usable /dev/fuse, a state
-# directory on another file system, and an unwritable state directory each
-# make txfsd print exactly one line "txfsd: …" on stderr and exit non-zero,
-# in the foreground and when daemonizing, without mounting anything or
-# leaving a process behind.  Bad usage fails; --help and --version work.
+# MOUNTPOINT that already is a txfs mount, a state directory another daemon
+# uses, no usable /dev/fuse, a state directory on another file system, and
+# an unwritable state directory each make txfsd print exactly one line
+# "txfsd: …" on stderr and exit non-zero, in the foreground and when
+# daemonizing, without mounting anything or leaving a process behind.  Bad
+# usage fails; --help and --version work.
 TIMEOUT=120
 . "$(dirname "$0")/lib.sh"
 require_txfsd
@@ -67,6 +68,12 @@ startup_error "mount point already a txfs mount" "$T/none" "$T/src2" "$MNT"
 assert_content "$MNT/file" first
 assert_eq "$(awk -v m="$MNT" '$5 == m' /proc/self/mountinfo | wc -l)" 1 \
 	"mounts stacked at $MNT"
+
+# A second daemon on the same source (so the same state directory), at
+# another mount point, is refused while the first one runs.
+mkdir "$T/mnt2"
+startup_error "state directory in use" "$T/mnt2" "$SRC" "$T/mnt2"
+assert_content "$MNT/file" first
 txfs_umount
 rm -rf "$SRC/.txfs"
 

@@ -22,6 +22,14 @@ ls -a "$SRC" | grep -qx .txfs || fail "ls -a of the source lacks .txfs"
 assert_eq "$(find "$MNT" -name .txfs)" "" "find through the mount"
 assert_eq "$(fsop dirseek "$MNT")" 4 "entries read by readdir"
 
+# With many entries around it, hiding .txfs keeps listings exact and
+# seekdir/telldir consistent.
+(cd "$SRC" && touch $(seq -f 'pad%04g' 1 600))
+assert_eq "$(fsop dirseek "$MNT")" 604 "entries of a large root"
+assert_eq "$(ls -A "$MNT" | LC_ALL=C sort)" \
+	"$(ls -A "$SRC" | grep -vx .txfs | LC_ALL=C sort)" "large root listing"
+(cd "$SRC" && rm pad*)
+
 # Lookups.
 expect_errno ENOENT lstat "$MNT/.txfs"
 expect_errno ENOENT lstat "$MNT/sub/../.txfs"

@@ -2,9 +2,10 @@
 # The daemon's life cycle: the mount shows fsname=SOURCE and type fuse.txfs;
 # "fusermount3 -u", SIGTERM and SIGINT each unmount and make the daemon exit
 # with status 0 leaving no process behind; a lazy unmount while a file is
-# open keeps serving that file and the daemon exits once it is closed; and
-# without -f the daemon detaches (its parent exits 0 only once the mount is
-# up, without holding the caller's output open) and exits on unmount.
+# open keeps serving that file and the daemon exits once it is closed; a
+# new daemon starts on the same source after one was killed; and without
+# -f the daemon detaches (its parent exits 0 only once the mount is up,
+# without holding the caller's output open) and exits on unmount.
 TIMEOUT=120
 . "$(dirname "$0")/lib.sh"
 
@@ -59,6 +60,20 @@ assert_eq "$(cat <&7)" data "read from a lazily unmounted file"
 pid_alive "$pid" || fail "daemon exited while a file was still open"
 exec 7<&-
 stopped_cleanly "$pid"
+
+# After the daemon is killed (SIGKILL), a lazy unmount clears the dead
+# mount and a new daemon serves the same source and state directory.
+txfs_mount
+pid=$DAEMON_PID
+kill -KILL "$pid"
+wait_gone "$pid" "$MOUNT_WAIT" || fail "daemon survived SIGKILL"
+wait "$pid" || true
+txfs_forget_daemon "$MNT"
+expect_errno ENOTCONN lstat "$MNT/file"
+fusermount3 -uz "$MNT"
+txfs_mount
+assert_content "$MNT/file" data
+txfs_umount
 
 # Daemon mode.
 if is_txfsd; then

@@ -55,14 +55,26 @@ static void make_file(const char *name)
 /* Looks name up the way fs_ops does: O_PATH open, fstat, node_ref_fd. */
 static struct node *ref_name(struct node_table *t, const char *name)
 {
+	struct node_key key;
 	struct node *n;
 	struct stat st;
 	int fd = openat(dir_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 
 	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(fstat(fd, &st), 0);
-	ck_assert_int_eq(node_ref_fd(t, fd, &st, &n), 0);
+	ck_assert_int_eq(node_stat(fd, "", AT_EMPTY_PATH, &st, &key), 0);
+	ck_assert_int_eq(node_ref_fd(t, fd, &key, &n), 0);
 	return n;
+}
+
+/* The key of dir/name. */
+static struct node_key key_of(const char *name)
+{
+	struct node_key key;
+	struct stat st;
+
+	ck_assert_int_eq(
+	    node_stat(dir_fd, name, AT_SYMLINK_NOFOLLOW, &st, &key), 0);
+	return key;
 }
 
 START_TEST(root_is_fuse_root_id)
@@ -106,21 +118,21 @@ END_TEST
 START_TEST(forget_frees_only_at_zero)
 {
 	struct node_table *t = new_table(1024);
+	struct node_key key;
 	struct node *a;
-	struct stat st;
 
 	make_file("a");
 	a = ref_name(t, "a");
-	ck_assert_int_eq(fstatat(dir_fd, "a", &st, 0), 0);
-	ck_assert_int_eq(node_ref(t, &st, &a), 0); /* second reference */
+	key = key_of("a");
+	ck_assert_int_eq(node_ref(t, &key, &a), 0); /* second reference */
 	node_forget(t, a, 1);
 	stm_quiesce();
 	ck_assert_uint_eq(node_count(t), 1);
-	ck_assert_int_eq(node_ref(t, &st, &a), 0);
+	ck_assert_int_eq(node_ref(t, &key, &a), 0);
 	node_forget(t, a, 2);
 	stm_quiesce();
 	ck_assert_uint_eq(node_count(t), 0);
-	ck_assert_int_eq(node_ref(t, &st, &a), -ENOENT);
+	ck_assert_int_eq(node_ref(t, &key, &a), -ENOENT);
 	node_table_free(t);
 }
 END_TEST
@@ -128,14 +140,14 @@ END_TEST
 START_TEST(a_dead_node_is_not_found_again)
 {
 	struct node_table *t = new_table(1024);
+	struct node_key key;
 	struct node *a, *b;
-	struct stat st;
 
 	make_file("a");
 	a = ref_name(t, "a");
-	ck_assert_int_eq(fstatat(dir_fd, "a", &st, 0), 0);
-	node_mark_dead(t, st.st_dev, st.st_ino);
-	ck_assert_int_eq(node_ref(t, &st, &b), -ENOENT);
+	key = key_of("a");
+	node_mark_dead(t, key.dev, key.ino);
+	ck_assert_int_eq(node_ref(t, &key, &b), -ENOENT);
 	b = ref_name(t, "a"); /* as if the inode number were reused */
 	ck_assert_ptr_ne(a, b);
 	ck_assert_uint_eq(node_count(t), 2);
@@ -150,14 +162,40 @@ END_TEST
 START_TEST(a_type_mismatch_is_a_miss)
 {
 	struct node_table *t = new_table(1024);
+	struct node_key key;
 	struct node *a, *b;
-	struct stat st;
 
 	make_file("a");
 	a = ref_name(t, "a");
-	ck_assert_int_eq(fstatat(dir_fd, "a", &st, 0), 0);
-	st.st_mode = S_IFDIR | 0755;
-	ck_assert_int_eq(node_ref(t, &st, &b), -ENOENT);
+	key = key_of("a");
+	key.type = S_IFDIR;
+	ck_assert_int_eq(node_ref(t, &key, &b), -ENOENT);
+	node_forget(t, a, 1);
+	stm_quiesce();
+	ck_assert_uint_eq(node_count(t), 0);
+	node_table_free(t);
+}
+END_TEST
+
+START_TEST(a_reused_inode_number_is_another_object)
+{
+	struct node_table *t = new_table(1024);
+	struct node_key key;
+	struct node *a, *b;
+
+	make_file("a");
+	a = ref_name(t, "a");
+	key = key_of("a");
+	if (key.birth == 0)
+		goto out; /* this file system records no birth time */
+	/* Same number, later birth: what a reused inode looks like. */
+	key.birth += 1;
+	ck_assert_int_eq(node_ref(t, &key, &b), -ENOENT);
+	/* The old node left the table; a fresh lookup makes a new one. */
+	b = ref_name(t, "a");
+	ck_assert_ptr_ne(a, b);
+	node_forget(t, b, 1);
+out:
 	node_forget(t, a, 1);
 	stm_quiesce();
 	ck_assert_uint_eq(node_count(t), 0);
@@ -338,6 +376,7 @@ static Suite *node_suite(void)
 	tcase_add_test(tc, forget_frees_only_at_zero);
 	tcase_add_test(tc, a_dead_node_is_not_found_again);
 	tcase_add_test(tc, a_type_mismatch_is_a_miss);
+	tcase_add_test(tc, a_reused_inode_number_is_another_object);
 	tcase_add_test(tc, descriptor_cache_stays_bounded_and_reopens);
 	tcase_add_test(tc, lookups_alone_keep_the_cache_bounded);
 	tcase_add_test(tc, pinned_descriptors_are_not_evicted);
