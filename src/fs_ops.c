@@ -34,6 +34,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,8 +46,17 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+struct open_file;
+
 struct fs {
 	struct fs_config cfg; /* immutable */
+	/*
+	 * Every open file, so shutdown can close those the kernel never
+	 * released (a lazy unmount ends the session before their RELEASE).
+	 * Guarded by files_lock, held only to link and unlink.
+	 */
+	pthread_mutex_t files_lock;
+	struct open_file *files;
 };
 
 /*
@@ -62,18 +72,27 @@ struct open_file {
 	struct dirent *entry; /* directories: read but not yet returned */
 	off_t offset;	      /* directories: where the kernel last read */
 	_Atomic unsigned busy;
+	struct fs *fs;
+	struct open_file *prev, *next; /* fs->files; guarded by files_lock */
 };
 
 /* Wraps a new descriptor (and directory stream) as an open file. */
-static struct open_file *of_new(int fd, DIR *dp)
+static struct open_file *of_new(struct fs *fs, int fd, DIR *dp)
 {
 	struct open_file *of = calloc(1, sizeof(*of));
 
-	if (of != NULL) {
-		of->fd = fd;
-		of->dp = dp;
-		atomic_init(&of->busy, 0);
-	}
+	if (of == NULL)
+		return NULL;
+	of->fd = fd;
+	of->dp = dp;
+	atomic_init(&of->busy, 0);
+	of->fs = fs;
+	pthread_mutex_lock(&fs->files_lock);
+	of->next = fs->files;
+	if (fs->files != NULL)
+		fs->files->prev = of;
+	fs->files = of;
+	pthread_mutex_unlock(&fs->files_lock);
 	return of;
 }
 
@@ -101,8 +120,18 @@ static void of_put(struct open_file *of)
  */
 static void of_free(struct open_file *of)
 {
+	struct fs *fs = of->fs;
+
 	while (atomic_load_explicit(&of->busy, memory_order_acquire) != 0)
 		sched_yield();
+	pthread_mutex_lock(&fs->files_lock);
+	if (of->prev != NULL)
+		of->prev->next = of->next;
+	else
+		fs->files = of->next;
+	if (of->next != NULL)
+		of->next->prev = of->prev;
+	pthread_mutex_unlock(&fs->files_lock);
 	if (of->dp != NULL)
 		closedir(of->dp);
 	else
@@ -644,7 +673,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		reply_status(req, fd);
 		return;
 	}
-	struct open_file *of = of_new(fd, NULL);
+	struct open_file *of = of_new(fs, fd, NULL);
 	if (of == NULL) {
 		close(fd);
 		reply_status(req, -ENOMEM);
@@ -688,7 +717,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	node_fd_put(fs->cfg.nodes, p);
 	if (ret < 0)
 		goto out_close_fd;
-	struct open_file *of = of_new(fd, NULL);
+	struct open_file *of = of_new(fs, fd, NULL);
 	if (of == NULL) {
 		node_forget(fs->cfg.nodes, req_node(req, e.ino), 1);
 		ret = -ENOMEM;
@@ -800,7 +829,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		reply_status(req, ret);
 		return;
 	}
-	of = of_new(fd, dp);
+	of = of_new(fs, fd, dp);
 	if (of == NULL) {
 		closedir(dp);
 		reply_status(req, -ENOMEM);
@@ -1200,11 +1229,18 @@ int fs_new(const struct fs_config *cfg, struct fs **out)
 	if (fs == NULL)
 		return -ENOMEM;
 	fs->cfg = *cfg;
+	pthread_mutex_init(&fs->files_lock, NULL);
 	*out = fs;
 	return 0;
 }
 
 void fs_free(struct fs *fs)
 {
+	if (fs == NULL)
+		return;
+	/* The session is over: no request can use these any more. */
+	while (fs->files != NULL)
+		of_free(fs->files);
+	pthread_mutex_destroy(&fs->files_lock);
 	free(fs);
 }

@@ -22,7 +22,10 @@
  *
  * Invariants:
  *  (1) At most one LIVE node exists per (view, dev, ino).
- *  (2) A node is in exactly one hash chain iff its in_table tvar is 1.
+ *  (2) A LIVE node is in exactly one hash chain (in_table NODE_IN_CHAIN),
+ *      a DEAD node is on the table's dead list (NODE_IN_DEAD), and a
+ *      RETIRED node is on neither, so node_table_free reaches every node
+ *      the kernel still holds.
  *  (3) nlookup counts the kernel's lookup references; a node is retired in
  *      the same STM transaction that brings it to zero, and never before.
  *  (4) dev, ino, type, view, generation and handle never change after the
@@ -64,6 +67,9 @@ struct fd_shard {
 	size_t count; /* cached descriptors in this shard; guarded by lock */
 } __attribute__((aligned(64)));
 
+/* Where a node is linked (its in_table tvar), see invariant (2). */
+enum { NODE_UNLINKED = 0, NODE_IN_CHAIN = 1, NODE_IN_DEAD = 2 };
+
 struct node {
 	/* Immutable after publication, see invariant (4). */
 	struct node_table *table;
@@ -89,6 +95,7 @@ struct node {
 
 struct node_table {
 	struct stm_tvar *buckets; /* chain heads; guarded by the STM */
+	struct stm_tvar dead;	  /* DEAD nodes, linked by next; the STM */
 	struct node root;
 	_Atomic uint64_t next_generation;
 	_Atomic size_t nnodes;
@@ -245,6 +252,7 @@ int node_table_new(int root_fd, size_t fd_cache_max, struct node_table **out)
 	}
 	for (size_t i = 0; i < NODE_BUCKETS; i++)
 		stm_tvar_init(&t->buckets[i], 0);
+	stm_tvar_init(&t->dead, 0);
 	for (size_t i = 0; i < NODE_FD_SHARDS; i++)
 		pthread_mutex_init(&t->shards[i].lock, NULL);
 	if (fd_cache_max < NODE_FD_SHARDS)
@@ -278,8 +286,10 @@ void node_table_free(struct node_table *t)
 	if (t == NULL)
 		return;
 	stm_quiesce();
-	for (size_t i = 0; i < NODE_BUCKETS; i++) {
-		struct node *n = (struct node *)stm_peek(&t->buckets[i]);
+	for (size_t i = 0; i <= NODE_BUCKETS; i++) {
+		struct stm_tvar *head =
+		    i < NODE_BUCKETS ? &t->buckets[i] : &t->dead;
+		struct node *n = (struct node *)stm_peek(head);
 		while (n != NULL) {
 			struct node *next = (struct node *)stm_peek(&n->next);
 			node_free(n);
@@ -384,7 +394,7 @@ static int ref_body(struct stm_tx *tx, void *arg)
 		return 0;
 	stm_write(tx, &a->insert->next, (uintptr_t)first);
 	stm_write(tx, &a->insert->nlookup, 1);
-	stm_write(tx, &a->insert->in_table, 1);
+	stm_write(tx, &a->insert->in_table, NODE_IN_CHAIN);
 	stm_write(tx, head, (uintptr_t)a->insert);
 	a->found = a->insert;
 	return 0;
@@ -529,17 +539,24 @@ int node_ref_fd(struct node_table *t, int fd, const struct node_key *key,
 	return 0;
 }
 
-/* Removes n from its hash chain if it is there. */
-static int unlink_from_chain(struct stm_tx *tx, struct node_table *t,
-			     struct node *n)
+/*
+ * Unlinks n from the list it is on (its hash chain or the dead list) and,
+ * with to_dead, puts it on the dead list, where node_table_free still finds
+ * it if the kernel never forgets it.
+ */
+static int move_node(struct stm_tx *tx, struct node_table *t, struct node *n,
+		     bool to_dead)
 {
-	struct stm_tvar *link = &t->buckets[bucket_of(n->view, n->dev, n->ino)];
-	struct node *cur, *next;
-	uintptr_t in_table;
+	struct stm_tvar *link;
+	struct node *cur, *next, *dead;
+	uintptr_t where;
 
-	STM_LOAD(tx, &n->in_table, &in_table);
-	if (!in_table)
+	STM_LOAD(tx, &n->in_table, &where);
+	if (where == NODE_UNLINKED || (where == NODE_IN_DEAD && to_dead))
 		return 0;
+	link = where == NODE_IN_CHAIN
+		   ? &t->buckets[bucket_of(n->view, n->dev, n->ino)]
+		   : &t->dead;
 	for (;;) {
 		STM_LOADP(tx, link, &cur);
 		if (cur == NULL)
@@ -550,8 +567,22 @@ static int unlink_from_chain(struct stm_tx *tx, struct node_table *t,
 	}
 	STM_LOADP(tx, &n->next, &next);
 	stm_write(tx, link, (uintptr_t)next);
-	stm_write(tx, &n->in_table, 0);
+	if (!to_dead) {
+		stm_write(tx, &n->in_table, NODE_UNLINKED);
+		return 0;
+	}
+	STM_LOADP(tx, &t->dead, &dead);
+	stm_write(tx, &n->next, (uintptr_t)dead);
+	stm_write(tx, &t->dead, (uintptr_t)n);
+	stm_write(tx, &n->in_table, NODE_IN_DEAD);
 	return 0;
+}
+
+/* Takes n out of its hash chain: its inode number names another object. */
+static int unlink_from_chain(struct stm_tx *tx, struct node_table *t,
+			     struct node *n)
+{
+	return move_node(tx, t, n, true);
 }
 
 struct forget_args {
@@ -572,7 +603,7 @@ static int forget_body(struct stm_tx *tx, void *arg)
 		return 0;
 	}
 	stm_write(tx, &a->n->nlookup, 0);
-	ret = unlink_from_chain(tx, a->t, a->n);
+	ret = move_node(tx, a->t, a->n, false);
 	if (ret != 0)
 		return ret;
 	stm_retire(tx, a->n, node_free);

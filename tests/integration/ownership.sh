@@ -1,8 +1,9 @@
 #!/bin/bash
 # Objects an unprivileged user creates through the mount (files, O_EXCL
 # files, directories, symlinks, fifos, hard links' targets) belong to that
-# user and group in the source, as on a plain file system; a set-group-id
-# directory passes its group on; the creating user's umask applies.
+# user and group in the source, as on a plain file system, and the owner
+# may change their attributes; a set-group-id directory passes its group
+# on; the creating user's umask applies.
 TIMEOUT=60
 . "$(dirname "$0")/lib.sh"
 
@@ -28,8 +29,19 @@ expect_ok mknod "$MNT/tmp/fifo" fifo 0644
 expect_ok link "$MNT/tmp/file" "$MNT/tmp/file.hard"
 expect_ok open "$MNT/sgid/file" wronly,creat 0644
 expect_ok mkdir "$MNT/sgid/dir" 0755
+
+# The owner may change the attributes of what it created.
+expect_ok chmod "$MNT/tmp/file" 0604
+expect_ok truncate "$MNT/tmp/file" 3
+expect_ok utimens "$MNT/tmp/file" 100 200
+expect_ok setxattr "$MNT/tmp/file" user.mine yes
+expect_ok lchown "$MNT/tmp/file" -1 -1
+expect_errno EPERM lchown "$MNT/tmp/file" 0 -1
 unset FSOP_AS_NOBODY
 as_nobody sh -c "umask 077 && echo x > '$MNT/tmp/umasked'"
+assert_eq "$(stat -c '%a %s %Y' "$SRC/tmp/file")" "604 3 200" \
+	"attributes nobody set on its file"
+chmod 0640 "$SRC/tmp/file"
 
 owner() {
 	stat -c '%u:%g' "$1"

@@ -26,6 +26,12 @@ mkdir "$MNT/tmp"
 chmod 1777 "$MNT/tmp"
 printf 'root' >"$MNT/tmp/rootfile"
 chmod 0666 "$MNT/tmp/rootfile"
+printf 'group' >"$MNT/grp-read"
+chown 0:nogroup "$MNT/grp-read"
+chmod 0640 "$MNT/grp-read"
+printf 'other' >"$MNT/grp-denied"
+chown 0:nogroup "$MNT/grp-denied"
+chmod 0604 "$MNT/grp-denied"
 
 as_nobody test -r "$MNT/pub" || fail "nobody cannot reach the mount"
 assert_eq "$(as_nobody cat "$MNT/pub")" public "nobody reading pub"
@@ -45,6 +51,11 @@ expect_errno EACCES symlink x "$MNT/rootdir/newlink"
 expect_errno EACCES mknod "$MNT/rootdir/fifo" fifo
 expect_errno EACCES rename "$MNT/pub" "$MNT/rootdir/pub"
 expect_errno EACCES unlink "$MNT/pub"
+
+# The group class decides for a member of the file's group, even when the
+# other class would allow more.
+expect_ok open "$MNT/grp-read" rdonly
+expect_errno EACCES open "$MNT/grp-denied" rdonly
 
 # A sticky, world-writable directory.
 expect_ok open "$MNT/tmp/mine" wronly,creat 0644
