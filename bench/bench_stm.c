@@ -4,21 +4,24 @@
  * Schemes: the STM; one pthread_rwlock_t, reader-preferring (the glibc
  * default) and writer-preferring; one pthread_mutex_t.  Lock schemes run the
  * same data structure with plain (relaxed) accesses inside the lock.
- * Workloads: an integer hash set (4096 keys, 0/20/50% updates) and a bank
- * (1024 accounts, 80% transfers, 20% read-all audits).  Every cell checks
- * its structure afterwards (set size, bank total) and the program exits
- * non-zero if any check fails.
+ * Workloads: an integer hash set (4096 keys, 0/20/50% updates), a bank
+ * (1024 accounts, 80% transfers, 20% read-all audits), fs-meta (a model of
+ * the daemon's metadata: inode table and directory hashes, 92% read-only)
+ * and node-table (the daemon's real node table, src/node.c, under
+ * lookup+forget; STM only, with a serialised baseline row).  Every cell
+ * checks its structure afterwards (set size, bank total, entry and inode
+ * counts, node count) and the program exits non-zero if any check fails.
  *
  * Usage: bench_stm [-c] [-d SECONDS] [-q] [-r REPEATS] [-w WORKLOAD]
  *                  [-s SCHEME] [-t THREADS] [-v]
  *
- * To add a workload (for instance a file-system-shaped one over the real
- * node table), implement struct bench_workload and append it to
+ * To add a workload, implement struct bench_workload and append it to
  * `workloads[]` below: see "WORKLOAD HOOK".
  */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -27,9 +30,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "node.h"
 #include "stm.h"
 
 enum scheme { S_STM, S_RWLOCK, S_RWLOCK_W, S_MUTEX, S_COUNT };
@@ -45,6 +50,8 @@ struct bench_thread {
 	uint64_t ops;
 	double cpu;    /* seconds of CPU the thread used */
 	int64_t delta; /* workload-defined, e.g. set insertions - removals */
+	unsigned id;   /* 0 to threads - 1 */
+	uint64_t seq;  /* workload-defined, e.g. to make names unique */
 };
 
 static uint64_t rng_next(struct bench_thread *t)
@@ -60,7 +67,9 @@ static uint64_t rng_next(struct bench_thread *t)
  * operation as STM transaction(s); op_locked runs the same operation on the
  * same state with plain accesses, and the driver wraps it in the scheme's
  * lock (read lock for OP_READ).  `r` is the operation's randomness, drawn
- * outside any lock.  check returns false if the state is inconsistent.
+ * outside any lock; its low bits chose the kind.  check returns false if
+ * the state is inconsistent.  schemes is the set of schemes (1u << S_*)
+ * the workload runs, 0 for all; a scheme it does not run needs no op.
  */
 struct bench_workload {
 	const char *name;
@@ -72,6 +81,7 @@ struct bench_workload {
 	void (*op_locked)(void *state, struct bench_thread *t,
 			  enum op_kind kind, uint64_t r);
 	bool (*check)(void *state, int64_t delta);
+	unsigned schemes;
 };
 
 /* Plain accesses to tvars for the lock-based schemes. */
@@ -406,16 +416,767 @@ static void bank_op_locked(void *state, struct bench_thread *t,
 		abort();
 }
 
+/* --- fs-meta: a model of the daemon's metadata ----------------------------- */
+
+/*
+ * An inode table and FS_DIRS directories, each an entry hash of
+ * FS_DIR_BUCKETS chains, holding FS_FILES entries each at the start.  Every
+ * tvar holds a pointer to an immutable record: an inode slot points to its
+ * attributes (struct fs_attr), replaced copy-on-write; a chain links entries
+ * (struct fs_dentry) whose only mutable field is their next link.  A
+ * directory's attributes count its entries (size), so every update of a
+ * directory rewrites its attribute record too, as a real one changes mtime.
+ *
+ * Operations, as the kernel sends them:
+ *   90% lookup+getattr: find name in its directory, read the inode's record;
+ *    5% create+unlink of a temporary name (two requests, two transactions);
+ *    3% rename of a file to another directory;
+ *    2% readdir: copy every entry of a directory into a reply buffer.
+ * The first and last are read-only (STM_RO, or the read lock).
+ *
+ * The lock schemes run the same functions with plain accesses: struct
+ * fs_ctx carries the transaction, or NULL under a lock, and FS_LOADP,
+ * fs_store, fs_new and fs_free pick the access.  Under the lock replaced
+ * records are freed at once (no reader can hold them); the STM retires them.
+ */
+#define FS_DIRS	       16
+#define FS_FILES       100
+#define FS_NAMES       (FS_DIRS * FS_FILES)
+#define FS_DIR_BUCKETS 64
+#define FS_INODES      4096
+#define FS_NAME_LEN    24
+#define FS_READDIR_BUF 8192
+
+/* An inode's attributes; immutable once published. */
+struct fs_attr {
+	uint64_t ino;
+	uint32_t mode, nlink, uid, gid;
+	uint64_t size; /* a directory: its number of entries */
+	uint64_t mtime, ctime;
+};
+
+/* A directory entry; immutable once published except next. */
+struct fs_dentry {
+	struct stm_tvar next;
+	uint64_t ino;
+	uint32_t hash;
+	uint32_t type;
+	char name[FS_NAME_LEN];
+};
+
+struct fs_dir {
+	uint64_t ino; /* immutable */
+	struct stm_tvar bucket[FS_DIR_BUCKETS];
+};
+
+struct fs {
+	struct stm_tvar inode[FS_INODES]; /* ino - 1: struct fs_attr * or 0 */
+	struct fs_dir dir[FS_DIRS];
+	/*
+	 * The directory that holds "f<j>", as the kernel's dcache knows a
+	 * dentry's parent.  A hint (relaxed atomics, set after a rename
+	 * commits): a stale one makes a lookup miss, or a rename do nothing.
+	 */
+	_Atomic uint8_t where[FS_NAMES];
+	char names[FS_NAMES][FS_NAME_LEN]; /* "f<j>"; immutable */
+};
+
+/* One operation's arguments and results; tx is NULL under a lock. */
+struct fs_ctx {
+	struct stm_tx *tx;
+	struct fs *fs;
+	const char *name;
+	uint32_t hash;
+	unsigned d, to; /* directory, rename target */
+	unsigned start; /* inode slot the allocator probes first */
+	uint64_t now;
+	bool done, broken;
+	unsigned count;
+	uint64_t dsize;
+	struct fs_attr st;
+	char *buf; /* readdir's reply, FS_READDIR_BUF bytes */
+};
+
+#define FS_LOADP(c, tv, outp)                                                  \
+	do {                                                                   \
+		if ((c)->tx != NULL)                                           \
+			STM_LOADP((c)->tx, (tv), (outp));                      \
+		else                                                           \
+			*(outp) = (void *)plain_get(tv);                       \
+	} while (0)
+
+static void fs_store(struct fs_ctx *c, struct stm_tvar *tv, const void *p)
+{
+	if (c->tx != NULL)
+		stm_write(c->tx, tv, (uintptr_t)p);
+	else
+		plain_set(tv, (uintptr_t)p);
+}
+
+static void *fs_new(struct fs_ctx *c, size_t size)
+{
+	void *p;
+
+	if (c->tx != NULL)
+		return stm_alloc(c->tx, size);
+	p = calloc(1, size);
+	if (p == NULL)
+		abort();
+	return p;
+}
+
+static void fs_free(struct fs_ctx *c, void *p)
+{
+	if (c->tx != NULL)
+		stm_retire(c->tx, p, NULL);
+	else
+		free(p);
+}
+
+static uint32_t fs_hash(const char *name)
+{
+	uint32_t h = 2166136261u;
+
+	while (*name != '\0')
+		h = (h ^ (uint8_t)*name++) * 16777619u;
+	return h;
+}
+
+static struct stm_tvar *fs_bucket(struct fs_dir *dir, uint32_t hash)
+{
+	return &dir->bucket[hash % FS_DIR_BUCKETS];
+}
+
+/* Finds c->name in directory d: *linkp is the tvar that points to *ep. */
+static int fs_find(struct fs_ctx *c, unsigned d, struct stm_tvar **linkp,
+		   struct fs_dentry **ep)
+{
+	struct stm_tvar *link = fs_bucket(&c->fs->dir[d], c->hash);
+	struct fs_dentry *e;
+
+	FS_LOADP(c, link, &e);
+	while (e != NULL &&
+	       (e->hash != c->hash || strcmp(e->name, c->name) != 0)) {
+		link = &e->next;
+		FS_LOADP(c, link, &e);
+	}
+	*linkp = link;
+	*ep = e;
+	return 0;
+}
+
+/* Replaces inode ino's record by a copy with size + dsize and new times. */
+static int fs_touch(struct fs_ctx *c, uint64_t ino, int dsize)
+{
+	struct stm_tvar *slot = &c->fs->inode[ino - 1];
+	struct fs_attr *old, *a;
+
+	FS_LOADP(c, slot, &old);
+	if (old == NULL) {
+		c->broken = true;
+		return 0;
+	}
+	a = fs_new(c, sizeof(*a));
+	if (a == NULL)
+		return -ENOMEM;
+	*a = *old;
+	a->size += (uint64_t)(int64_t)dsize;
+	a->mtime = a->ctime = c->now;
+	fs_store(c, slot, a);
+	fs_free(c, old);
+	return 0;
+}
+
+static int fs_lookup_body(struct fs_ctx *c)
+{
+	struct stm_tvar *link;
+	struct fs_dentry *e;
+	struct fs_attr *a;
+	int ret;
+
+	c->done = c->broken = false;
+	ret = fs_find(c, c->d, &link, &e);
+	if (ret != 0 || e == NULL)
+		return ret;
+	FS_LOADP(c, &c->fs->inode[e->ino - 1], &a);
+	if (a == NULL || a->ino != e->ino) {
+		c->broken = true;
+		return 0;
+	}
+	c->st = *a; /* the getattr reply */
+	c->done = true;
+	return 0;
+}
+
+/* Fills c->buf with FUSE-style dirents; counts entries even past its end. */
+static int fs_readdir_body(struct fs_ctx *c)
+{
+	struct fs_dir *dir = &c->fs->dir[c->d];
+	struct fs_attr *da;
+	size_t off = 0;
+
+	c->count = 0;
+	FS_LOADP(c, &c->fs->inode[dir->ino - 1], &da);
+	c->dsize = da->size;
+	for (unsigned b = 0; b < FS_DIR_BUCKETS; b++) {
+		struct fs_dentry *e;
+
+		FS_LOADP(c, &dir->bucket[b], &e);
+		while (e != NULL) {
+			size_t len = strlen(e->name);
+			size_t rec = (24 + len + 7) & ~(size_t)7;
+
+			if (off + rec <= FS_READDIR_BUF) {
+				memcpy(c->buf + off, &e->ino, 8);
+				memcpy(c->buf + off + 8, &off, 8);
+				memcpy(c->buf + off + 16, &len, 4);
+				memcpy(c->buf + off + 20, &e->type, 4);
+				memcpy(c->buf + off + 24, e->name, len);
+				off += rec;
+			}
+			c->count++;
+			FS_LOADP(c, &e->next, &e);
+		}
+	}
+	return 0;
+}
+
+/* Takes the first free inode slot from c->start on; -ENOSPC if none. */
+static int fs_ialloc(struct fs_ctx *c, uint64_t *ino)
+{
+	for (unsigned i = 0; i < FS_INODES; i++) {
+		unsigned s = (c->start + i) % FS_INODES;
+		struct fs_attr *a;
+
+		FS_LOADP(c, &c->fs->inode[s], &a);
+		if (a == NULL) {
+			*ino = s + 1;
+			return 0;
+		}
+	}
+	return -ENOSPC;
+}
+
+static int fs_create_body(struct fs_ctx *c)
+{
+	struct stm_tvar *link, *head = fs_bucket(&c->fs->dir[c->d], c->hash);
+	struct fs_dentry *e, *first;
+	struct fs_attr *a;
+	uint64_t ino;
+	int ret;
+
+	c->done = c->broken = false;
+	ret = fs_find(c, c->d, &link, &e);
+	if (ret != 0 || e != NULL)
+		return ret; /* EEXIST */
+	ret = fs_ialloc(c, &ino);
+	if (ret != 0)
+		return ret;
+	a = fs_new(c, sizeof(*a));
+	e = fs_new(c, sizeof(*e));
+	if (a == NULL || e == NULL)
+		return -ENOMEM;
+	*a = (struct fs_attr){ .ino = ino,
+			       .mode = S_IFREG | 0644,
+			       .nlink = 1,
+			       .mtime = c->now,
+			       .ctime = c->now };
+	e->ino = ino;
+	e->hash = c->hash;
+	e->type = S_IFREG;
+	snprintf(e->name, sizeof(e->name), "%s", c->name);
+	FS_LOADP(c, head, &first);
+	stm_tvar_init(&e->next, (uintptr_t)first);
+	fs_store(c, &c->fs->inode[ino - 1], a);
+	fs_store(c, head, e);
+	ret = fs_touch(c, c->fs->dir[c->d].ino, 1);
+	c->done = ret == 0;
+	return ret;
+}
+
+static int fs_unlink_body(struct fs_ctx *c)
+{
+	struct stm_tvar *link, *slot;
+	struct fs_dentry *e, *next;
+	struct fs_attr *a;
+	int ret;
+
+	c->done = c->broken = false;
+	ret = fs_find(c, c->d, &link, &e);
+	if (ret != 0 || e == NULL)
+		return ret; /* ENOENT */
+	slot = &c->fs->inode[e->ino - 1];
+	FS_LOADP(c, slot, &a);
+	FS_LOADP(c, &e->next, &next);
+	if (a == NULL) {
+		c->broken = true;
+		return 0;
+	}
+	fs_store(c, link, next);
+	fs_store(c, slot, NULL);
+	fs_free(c, e);
+	fs_free(c, a);
+	ret = fs_touch(c, c->fs->dir[c->d].ino, -1);
+	c->done = ret == 0;
+	return ret;
+}
+
+/* Moves c->name from directory d to directory to, keeping its inode. */
+static int fs_rename_body(struct fs_ctx *c)
+{
+	struct stm_tvar *link, *tlink, *head;
+	struct fs_dentry *e, *t, *next, *first, *n;
+	int ret;
+
+	c->done = c->broken = false;
+	ret = fs_find(c, c->d, &link, &e);
+	if (ret != 0 || e == NULL)
+		return ret; /* ENOENT: the hint was stale */
+	ret = fs_find(c, c->to, &tlink, &t);
+	if (ret != 0 || t != NULL)
+		return ret; /* EEXIST: names are unique, so never */
+	FS_LOADP(c, &e->next, &next);
+	n = fs_new(c, sizeof(*n));
+	if (n == NULL)
+		return -ENOMEM;
+	n->ino = e->ino;
+	n->hash = e->hash;
+	n->type = e->type;
+	memcpy(n->name, e->name, sizeof(n->name));
+	head = fs_bucket(&c->fs->dir[c->to], c->hash);
+	FS_LOADP(c, head, &first);
+	stm_tvar_init(&n->next, (uintptr_t)first);
+	fs_store(c, link, next);
+	fs_store(c, head, n);
+	fs_free(c, e);
+	ret = fs_touch(c, n->ino, 0);
+	if (ret == 0)
+		ret = fs_touch(c, c->fs->dir[c->d].ino, -1);
+	if (ret == 0)
+		ret = fs_touch(c, c->fs->dir[c->to].ino, 1);
+	c->done = ret == 0;
+	return ret;
+}
+
+static int fs_lookup_tx(struct stm_tx *tx, void *arg)
+{
+	struct fs_ctx *c = arg;
+
+	c->tx = tx;
+	return fs_lookup_body(c);
+}
+
+static int fs_readdir_tx(struct stm_tx *tx, void *arg)
+{
+	struct fs_ctx *c = arg;
+
+	c->tx = tx;
+	return fs_readdir_body(c);
+}
+
+static int fs_create_tx(struct stm_tx *tx, void *arg)
+{
+	struct fs_ctx *c = arg;
+
+	c->tx = tx;
+	return fs_create_body(c);
+}
+
+static int fs_unlink_tx(struct stm_tx *tx, void *arg)
+{
+	struct fs_ctx *c = arg;
+
+	c->tx = tx;
+	return fs_unlink_body(c);
+}
+
+static int fs_rename_tx(struct stm_tx *tx, void *arg)
+{
+	struct fs_ctx *c = arg;
+
+	c->tx = tx;
+	return fs_rename_body(c);
+}
+
+static void *fs_create_state(void)
+{
+	struct fs *fs = calloc(1, sizeof(*fs));
+	struct fs_ctx *c = calloc(1, sizeof(*c));
+
+	if (fs == NULL || c == NULL) {
+		free(fs);
+		free(c);
+		return NULL;
+	}
+	for (unsigned i = 0; i < FS_INODES; i++)
+		stm_tvar_init(&fs->inode[i], 0);
+	c->fs = fs;
+	for (unsigned d = 0; d < FS_DIRS; d++) {
+		struct fs_dir *dir = &fs->dir[d];
+		struct fs_attr *a = calloc(1, sizeof(*a));
+
+		if (a == NULL)
+			abort();
+		for (unsigned b = 0; b < FS_DIR_BUCKETS; b++)
+			stm_tvar_init(&dir->bucket[b], 0);
+		dir->ino = d + 1;
+		*a = (struct fs_attr){ .ino = dir->ino,
+				       .mode = S_IFDIR | 0755,
+				       .nlink = 2 };
+		plain_set(&fs->inode[dir->ino - 1], (uintptr_t)a);
+	}
+	for (unsigned j = 0; j < FS_NAMES; j++) {
+		snprintf(fs->names[j], FS_NAME_LEN, "f%u", j);
+		atomic_init(&fs->where[j], (uint8_t)(j / FS_FILES));
+		c->name = fs->names[j];
+		c->hash = fs_hash(c->name);
+		c->d = j / FS_FILES;
+		/* Every other slot, so that the allocator's probes are short. */
+		c->start = 2 * (FS_DIRS + j);
+		if (fs_create_body(c) != 0 || !c->done)
+			abort();
+	}
+	free(c);
+	return fs;
+}
+
+static void fs_destroy(void *state)
+{
+	struct fs *fs = state;
+
+	for (unsigned d = 0; d < FS_DIRS; d++) {
+		for (unsigned b = 0; b < FS_DIR_BUCKETS; b++) {
+			struct fs_dentry *e = (struct fs_dentry *)plain_get(
+			    &fs->dir[d].bucket[b]);
+
+			while (e != NULL) {
+				struct fs_dentry *next =
+				    (struct fs_dentry *)plain_get(&e->next);
+
+				free(e);
+				e = next;
+			}
+		}
+	}
+	for (unsigned i = 0; i < FS_INODES; i++)
+		free((void *)plain_get(&fs->inode[i]));
+	free(fs);
+}
+
+/*
+ * Checks the structure: every entry's inode exists and is of the entry's
+ * type, every directory's size is its entry count, the entries number
+ * FS_NAMES + creates - unlinks, and no inode is leaked.
+ */
+static bool fs_check(void *state, int64_t delta)
+{
+	struct fs *fs = state;
+	int64_t entries = 0, inodes = 0;
+
+	for (unsigned d = 0; d < FS_DIRS; d++) {
+		struct fs_dir *dir = &fs->dir[d];
+		const struct fs_attr *da =
+		    (const struct fs_attr *)plain_get(&fs->inode[dir->ino - 1]);
+		uint64_t n = 0;
+
+		for (unsigned b = 0; b < FS_DIR_BUCKETS; b++) {
+			struct fs_dentry *e =
+			    (struct fs_dentry *)plain_get(&dir->bucket[b]);
+
+			for (; e != NULL;
+			     e = (struct fs_dentry *)plain_get(&e->next)) {
+				const struct fs_attr *a =
+				    (const struct fs_attr *)plain_get(
+					&fs->inode[e->ino - 1]);
+
+				if (a == NULL || a->ino != e->ino ||
+				    (a->mode & S_IFMT) != e->type ||
+				    e->hash % FS_DIR_BUCKETS != b) {
+					fprintf(stderr,
+						"bench_stm: fs-meta: entry %s "
+						"has no inode %llu\n",
+						e->name,
+						(unsigned long long)e->ino);
+					return false;
+				}
+				n++;
+			}
+		}
+		if (da == NULL || da->size != n) {
+			fprintf(stderr,
+				"bench_stm: fs-meta: directory %u holds %llu "
+				"entries, its size says %llu\n",
+				d, (unsigned long long)n,
+				da ? (unsigned long long)da->size : 0ULL);
+			return false;
+		}
+		entries += (int64_t)n;
+	}
+	for (unsigned i = 0; i < FS_INODES; i++)
+		inodes += plain_get(&fs->inode[i]) != 0;
+	if (entries != FS_NAMES + delta || inodes != FS_DIRS + entries) {
+		fprintf(stderr,
+			"bench_stm: fs-meta: %lld entries (expected %lld), "
+			"%lld inodes\n",
+			(long long)entries, (long long)(FS_NAMES + delta),
+			(long long)inodes);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * One operation.  kind already splits reads (92%) from updates (8%); the
+ * bits of r above those the driver used pick the operation and its
+ * arguments.  Under a lock the driver holds the lock around the whole call,
+ * so the create+unlink pair is one critical section there (a slight
+ * advantage to the locks: the STM commits it as two transactions).
+ */
+static void fs_op(struct fs *fs, struct bench_thread *t, enum op_kind kind,
+		  uint64_t r, bool stm)
+{
+	char tmp[FS_NAME_LEN], buf[FS_READDIR_BUF];
+	struct fs_ctx c = { .fs = fs, .now = r, .buf = buf };
+	unsigned j = (unsigned)((r >> 16) % FS_NAMES);
+	int ret = 0;
+
+	c.name = fs->names[j];
+	c.d = atomic_load_explicit(&fs->where[j], memory_order_relaxed);
+	if (kind == OP_READ && (r >> 8) % 92 < 2) {
+		c.d = (unsigned)(r >> 40) % FS_DIRS;
+		ret = stm ? stm_atomically(fs_readdir_tx, &c, STM_RO)
+			  : fs_readdir_body(&c);
+		if (ret != 0 || c.count != c.dsize) {
+			fprintf(stderr,
+				"bench_stm: fs-meta: readdir saw %u entries, "
+				"size %llu\n",
+				c.count, (unsigned long long)c.dsize);
+			abort();
+		}
+		return;
+	}
+	if (kind == OP_READ) {
+		c.hash = fs_hash(c.name);
+		ret = stm ? stm_atomically(fs_lookup_tx, &c, STM_RO)
+			  : fs_lookup_body(&c);
+	} else if ((r >> 8) % 8 < 5) {
+		snprintf(tmp, sizeof(tmp), "tmp.%u.%u", t->id,
+			 (unsigned)(t->seq++ % 64));
+		c.name = tmp;
+		c.hash = fs_hash(tmp);
+		c.d = (unsigned)(r >> 40) % FS_DIRS;
+		c.start = (unsigned)(r >> 28) % FS_INODES;
+		ret = stm ? stm_atomically(fs_create_tx, &c, 0)
+			  : fs_create_body(&c);
+		t->delta += c.done;
+		if (ret == 0 && !c.broken)
+			ret = stm ? stm_atomically(fs_unlink_tx, &c, 0)
+				  : fs_unlink_body(&c);
+		t->delta -= c.done;
+	} else {
+		c.hash = fs_hash(c.name);
+		c.to =
+		    (c.d + 1 + (unsigned)(r >> 40) % (FS_DIRS - 1)) % FS_DIRS;
+		ret = stm ? stm_atomically(fs_rename_tx, &c, 0)
+			  : fs_rename_body(&c);
+		if (ret == 0 && c.done)
+			atomic_store_explicit(&fs->where[j], (uint8_t)c.to,
+					      memory_order_relaxed);
+	}
+	if (ret != 0 || c.broken) {
+		fprintf(stderr, "bench_stm: fs-meta: %s: %s\n", c.name,
+			ret != 0 ? strerror(-ret) : "entry without inode");
+		abort();
+	}
+}
+
+static void fs_op_stm(void *state, struct bench_thread *t, enum op_kind kind,
+		      uint64_t r)
+{
+	fs_op(state, t, kind, r, true);
+}
+
+static void fs_op_locked(void *state, struct bench_thread *t, enum op_kind kind,
+			 uint64_t r)
+{
+	fs_op(state, t, kind, r, false);
+}
+
+/* --- node-table: the daemon's real node table ------------------------------ */
+
+/*
+ * src/node.c driven as the kernel drives it: each operation is a LOOKUP of a
+ * name in one directory (statx, node_ref, on a miss openat O_PATH and
+ * node_ref_fd: the code path of fs_ops.c's lookup_at) followed by a FORGET
+ * of the reference.  NT_FILES files live in a fresh directory under /tmp;
+ * half of them are held with one reference for the whole run, as the
+ * kernel's dentry cache holds hot names, so half the lookups hit a node and
+ * half build one and retire it again.
+ *
+ * The table is guarded by the STM, so there is no lock variant.  The row
+ * "node-table (serialised)" runs the same calls with the driver's one global
+ * mutex around each lookup+forget pair: it measures what serialising the
+ * table's users would cost, not an alternative implementation.
+ */
+#define NT_FILES 512
+#define NT_HELD	 (NT_FILES / 2)
+
+struct nt {
+	struct node_table *table;
+	int dirfd;
+	char dir[32];
+	char names[NT_FILES][8];
+};
+
+/* The daemon's lookup: returns 0 and a referenced node, or -errno. */
+static int nt_lookup(struct nt *nt, const char *name, struct node **out)
+{
+	struct node_key key;
+	struct stat st;
+	int fd, ret;
+
+	ret = node_stat(nt->dirfd, name, AT_SYMLINK_NOFOLLOW, &st, &key);
+	if (ret < 0)
+		return ret;
+	ret = node_ref(nt->table, &key, out);
+	if (ret != -ENOENT)
+		return ret;
+	fd = openat(nt->dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ret = node_stat(fd, "", AT_EMPTY_PATH, &st, &key);
+	if (ret < 0) {
+		close(fd);
+		return ret;
+	}
+	return node_ref_fd(nt->table, fd, &key, out);
+}
+
+static void nt_remove_files(struct nt *nt, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		unlinkat(nt->dirfd, nt->names[i], 0);
+	close(nt->dirfd);
+	rmdir(nt->dir);
+}
+
+static void *nt_create(void)
+{
+	struct nt *nt = calloc(1, sizeof(*nt));
+	unsigned made = 0;
+	int fd, ret, saved;
+
+	if (nt == NULL)
+		return NULL;
+	snprintf(nt->dir, sizeof(nt->dir), "/tmp/bench_stm.XXXXXX");
+	if (mkdtemp(nt->dir) == NULL)
+		goto out_free;
+	nt->dirfd = open(nt->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (nt->dirfd < 0) {
+		saved = errno;
+		rmdir(nt->dir);
+		errno = saved;
+		goto out_free;
+	}
+	for (; made < NT_FILES; made++) {
+		snprintf(nt->names[made], sizeof(nt->names[made]), "f%u", made);
+		fd = openat(nt->dirfd, nt->names[made],
+			    O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+		if (fd < 0)
+			goto out_remove_files;
+		close(fd);
+	}
+	fd = fcntl(nt->dirfd, F_DUPFD_CLOEXEC, 3);
+	if (fd < 0)
+		goto out_remove_files;
+	ret = node_table_new(fd, 1024, &nt->table);
+	if (ret < 0) {
+		close(fd);
+		errno = -ret;
+		goto out_remove_files;
+	}
+	for (unsigned i = 0; i < NT_HELD; i++) {
+		struct node *n;
+
+		ret = nt_lookup(nt, nt->names[2 * i], &n);
+		if (ret < 0) {
+			node_table_free(nt->table);
+			errno = -ret;
+			goto out_remove_files;
+		}
+	}
+	return nt;
+
+out_remove_files:
+	saved = errno;
+	nt_remove_files(nt, made);
+	errno = saved;
+out_free:
+	free(nt);
+	return NULL;
+}
+
+static void nt_destroy(void *state)
+{
+	struct nt *nt = state;
+
+	node_table_free(nt->table);
+	nt_remove_files(nt, NT_FILES);
+	free(nt);
+}
+
+/* After stm_quiesce: only the held nodes are left. */
+static bool nt_check(void *state, int64_t delta)
+{
+	struct nt *nt = state;
+
+	(void)delta;
+	if (node_count(nt->table) != NT_HELD ||
+	    !node_table_invariants(nt->table)) {
+		fprintf(stderr,
+			"bench_stm: node-table: %zu nodes, expected %d\n",
+			node_count(nt->table), NT_HELD);
+		return false;
+	}
+	return true;
+}
+
+static void nt_op(void *state, struct bench_thread *t, enum op_kind kind,
+		  uint64_t r)
+{
+	struct nt *nt = state;
+	const char *name = nt->names[(r >> 16) % NT_FILES];
+	struct node *n;
+	int ret;
+
+	(void)t;
+	(void)kind;
+	ret = nt_lookup(nt, name, &n);
+	if (ret < 0) {
+		fprintf(stderr,
+			"bench_stm: node-table: cannot look up %s: %s\n", name,
+			strerror(-ret));
+		abort();
+	}
+	node_forget(nt->table, n, 1);
+}
+
 /* WORKLOAD HOOK: append new workloads here. */
 static const struct bench_workload workloads[] = {
 	{ "intset-0%", 0, set_create, set_destroy, set_op_stm, set_op_locked,
-	  set_check },
+	  set_check, 0 },
 	{ "intset-20%", 20, set_create, set_destroy, set_op_stm, set_op_locked,
-	  set_check },
+	  set_check, 0 },
 	{ "intset-50%", 50, set_create, set_destroy, set_op_stm, set_op_locked,
-	  set_check },
+	  set_check, 0 },
 	{ "bank-80%", 80, bank_create, bank_destroy, bank_op_stm,
-	  bank_op_locked, bank_check },
+	  bank_op_locked, bank_check, 0 },
+	{ "fs-meta", 8, fs_create_state, fs_destroy, fs_op_stm, fs_op_locked,
+	  fs_check, 0 },
+	{ "node-table", 0, nt_create, nt_destroy, nt_op, NULL, nt_check,
+	  1u << S_STM },
+	{ "node-table (serialised)", 0, nt_create, nt_destroy, NULL, nt_op,
+	  nt_check, 1u << S_MUTEX },
 };
 
 #define NWORKLOADS (sizeof(workloads) / sizeof(workloads[0]))
@@ -555,6 +1316,7 @@ static double run_cell(const struct bench_workload *wl, enum scheme scheme,
 	stm_sites_foreach(totals_cb, &before);
 	for (int i = 0; i < nthreads; i++) {
 		rn[i] = (struct runner){ .cell = &c,
+					 .t.id = (unsigned)i,
 					 .t.rng = 0x9E3779B97F4A7C15ULL *
 						  (uint64_t)(i + 1) };
 		if (pthread_create(&rn[i].th, NULL, runner_main, &rn[i]) != 0) {
@@ -597,6 +1359,15 @@ static int cmp_double(const void *a, const void *b)
 	double x = *(const double *)a, y = *(const double *)b;
 
 	return (x > y) - (x < y);
+}
+
+/* Prints v in width columns with prec decimals, or "-" if v is 0 (not run). */
+static void print_cell(int width, int prec, double v)
+{
+	if (v == 0)
+		printf(" %*s", width, "-");
+	else
+		printf(" %*.*f", width, prec, v);
 }
 
 static void usage(void)
@@ -677,7 +1448,7 @@ int main(int argc, char **argv)
 	printf("# %s, %.2f s per cell, median of %d\n",
 	       per_cpu ? "ops per CPU-second" : "ops per second", seconds,
 	       repeats);
-	printf("%-11s %3s %12s %12s %12s %12s %9s %8s %8s\n", "workload", "thr",
+	printf("%-23s %3s %12s %12s %12s %12s %9s %8s %8s\n", "workload", "thr",
 	       "stm", "rwlock", "rwlock-w", "mutex", "abort/cmt", "stm/rwl",
 	       "stm/mtx");
 	for (size_t w = 0; w < NWORKLOADS; w++) {
@@ -700,8 +1471,10 @@ int main(int argc, char **argv)
 				for (int s = 0; s < S_COUNT; s++) {
 					double r = 0;
 
-					if (only_scheme >= 0 &&
-					    s != only_scheme) {
+					if ((only_scheme >= 0 &&
+					     s != only_scheme) ||
+					    (wl->schemes != 0 &&
+					     !(wl->schemes & (1u << s)))) {
 						runs[s][i] = 0;
 						continue;
 					}
@@ -720,12 +1493,21 @@ int main(int argc, char **argv)
 			qsort(rates, (size_t)repeats, sizeof(double),
 			      cmp_double);
 			rate = rates[repeats / 2];
-			printf("%-11s %3d %12.0f %12.0f %12.0f %12.0f %9.4f "
-			       "%8.2f %8.2f\n",
-			       wl->name, nthreads, ops[S_STM], ops[S_RWLOCK],
-			       ops[S_RWLOCK_W], ops[S_MUTEX], rate,
-			       ops[S_STM] / ops[S_RWLOCK],
-			       ops[S_STM] / ops[S_MUTEX]);
+			printf("%-23s %3d", wl->name, nthreads);
+			for (int s = 0; s < S_COUNT; s++)
+				print_cell(12, 0, ops[s]);
+			if (ops[S_STM] == 0)
+				printf(" %9s", "-");
+			else
+				printf(" %9.4f", rate);
+			print_cell(8, 2,
+				   ops[S_RWLOCK] == 0
+				       ? 0
+				       : ops[S_STM] / ops[S_RWLOCK]);
+			print_cell(
+			    8, 2,
+			    ops[S_MUTEX] == 0 ? 0 : ops[S_STM] / ops[S_MUTEX]);
+			printf("\n");
 			fflush(stdout);
 		}
 	}
