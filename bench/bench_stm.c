@@ -1031,25 +1031,9 @@ struct nt {
 /* The daemon's lookup: returns 0 and a referenced node, or -errno. */
 static int nt_lookup(struct nt *nt, const char *name, struct node **out)
 {
-	struct node_key key;
 	struct stat st;
-	int fd, ret;
 
-	ret = node_stat(nt->dirfd, name, AT_SYMLINK_NOFOLLOW, &st, &key);
-	if (ret < 0)
-		return ret;
-	ret = node_ref(nt->table, &key, out);
-	if (ret != -ENOENT)
-		return ret;
-	fd = openat(nt->dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	ret = node_stat(fd, "", AT_EMPTY_PATH, &st, &key);
-	if (ret < 0) {
-		close(fd);
-		return ret;
-	}
-	return node_ref_fd(nt->table, fd, &key, out);
+	return node_lookup(nt->table, nt->dirfd, name, &st, out);
 }
 
 static void nt_remove_files(struct nt *nt, unsigned n)

@@ -174,37 +174,35 @@ static int check_name(const char *name)
 }
 
 /*
+ * Checks a name a request wants to use in parent: too long, or the hidden
+ * state directory (then hidden_err: ENOENT to find or remove it, EPERM to
+ * create it, invariant 3).  Returns 0 or -errno.
+ */
+static int check_entry(struct fs *fs, struct node *parent, const char *name,
+		       int hidden_err)
+{
+	int ret = check_name(name);
+
+	if (ret == 0 && is_hidden(fs, parent, name))
+		ret = hidden_err;
+	return ret;
+}
+
+/*
  * Looks name up in parent (whose pinned O_PATH descriptor is pfd), takes a
  * node reference and fills e.  Returns 0 or -errno.
  */
 static int lookup_at(struct fs *fs, struct node *parent, int pfd,
 		     const char *name, struct fuse_entry_param *e)
 {
-	struct node_table *t = fs->cfg.nodes;
-	struct node_key key;
 	struct node *n;
 	struct stat st;
-	int fd, ret;
+	int ret;
 
 	memset(e, 0, sizeof(*e));
 	if (strcmp(name, "..") == 0 && node_is_root(parent))
 		name = "."; /* ".." never leaves the mount */
-	ret = node_stat(pfd, name, AT_SYMLINK_NOFOLLOW, &st, &key);
-	if (ret < 0)
-		return ret;
-	ret = node_ref(t, &key, &n);
-	if (ret == -ENOENT) {
-		/* A new object: stat what was opened, not the name again. */
-		fd = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0)
-			return -errno;
-		ret = node_stat(fd, "", AT_EMPTY_PATH, &st, &key);
-		if (ret < 0) {
-			close(fd);
-			return ret;
-		}
-		ret = node_ref_fd(t, fd, &key, &n);
-	}
+	ret = node_lookup(fs->cfg.nodes, pfd, name, &st, &n);
 	if (ret < 0)
 		return ret;
 	e->ino = node_id(n);
@@ -247,13 +245,9 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fuse_entry_param e;
 	int pfd, ret;
 
-	ret = check_name(name);
+	ret = check_entry(fs, p, name, -ENOENT);
 	if (ret < 0)
 		goto out_reply;
-	if (is_hidden(fs, p, name)) {
-		ret = -ENOENT;
-		goto out_reply;
-	}
 	pfd = node_fd_get(fs->cfg.nodes, p);
 	if (pfd < 0) {
 		ret = pfd;
@@ -468,13 +462,9 @@ static void make_name(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct fuse_entry_param e;
 	int pfd, ret;
 
-	ret = check_name(name);
+	ret = check_entry(fs, p, name, -EPERM);
 	if (ret < 0)
 		goto out_reply;
-	if (is_hidden(fs, p, name)) {
-		ret = -EPERM;
-		goto out_reply;
-	}
 	pfd = node_fd_get(fs->cfg.nodes, p);
 	if (pfd < 0) {
 		ret = pfd;
@@ -534,13 +524,9 @@ static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct stat st;
 	int pfd, ret;
 
-	ret = check_name(name);
+	ret = check_entry(fs, p, name, -ENOENT);
 	if (ret < 0)
 		goto out_reply;
-	if (is_hidden(fs, p, name)) {
-		ret = -ENOENT;
-		goto out_reply;
-	}
 	pfd = node_fd_get(fs->cfg.nodes, p);
 	if (pfd < 0) {
 		ret = pfd;
@@ -579,19 +565,11 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	bool replaced = false;
 	int pfd, npfd, ret;
 
-	ret = check_name(name);
+	ret = check_entry(fs, p, name, -ENOENT);
 	if (ret == 0)
-		ret = check_name(newname);
+		ret = check_entry(fs, np, newname, -EPERM);
 	if (ret < 0)
 		goto out_reply;
-	if (is_hidden(fs, p, name)) {
-		ret = -ENOENT;
-		goto out_reply;
-	}
-	if (is_hidden(fs, np, newname)) {
-		ret = -EPERM;
-		goto out_reply;
-	}
 	pfd = node_fd_get(fs->cfg.nodes, p);
 	if (pfd < 0) {
 		ret = pfd;
@@ -626,13 +604,9 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	struct fuse_entry_param e;
 	int fd, npfd, ret;
 
-	ret = check_name(newname);
+	ret = check_entry(fs, np, newname, -EPERM);
 	if (ret < 0)
 		goto out_reply;
-	if (is_hidden(fs, np, newname)) {
-		ret = -EPERM;
-		goto out_reply;
-	}
 	fd = node_fd_get(fs->cfg.nodes, n);
 	if (fd < 0) {
 		ret = fd;
@@ -693,13 +667,9 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct fuse_entry_param e;
 	int pfd, fd = -1, ret;
 
-	ret = check_name(name);
+	ret = check_entry(fs, p, name, -EPERM);
 	if (ret < 0)
 		goto out_reply;
-	if (is_hidden(fs, p, name)) {
-		ret = -EPERM;
-		goto out_reply;
-	}
 	pfd = node_fd_get(fs->cfg.nodes, p);
 	if (pfd < 0) {
 		ret = pfd;

@@ -539,6 +539,30 @@ int node_ref_fd(struct node_table *t, int fd, const struct node_key *key,
 	return 0;
 }
 
+int node_lookup(struct node_table *t, int dirfd, const char *name,
+		struct stat *st, struct node **out)
+{
+	struct node_key key;
+	int fd, ret;
+
+	ret = node_stat(dirfd, name, AT_SYMLINK_NOFOLLOW, st, &key);
+	if (ret < 0)
+		return ret;
+	ret = node_ref(t, &key, out);
+	if (ret != -ENOENT)
+		return ret;
+	/* A new object: stat what was opened, not the name again. */
+	fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ret = node_stat(fd, "", AT_EMPTY_PATH, st, &key);
+	if (ret < 0) {
+		close(fd);
+		return ret;
+	}
+	return node_ref_fd(t, fd, &key, out);
+}
+
 /*
  * Unlinks n from the list it is on (its hash chain or the dead list) and,
  * with to_dead, puts it on the dead list, where node_table_free still finds

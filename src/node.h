@@ -98,6 +98,15 @@ int node_ref(struct node_table *t, const struct node_key *key,
 int node_ref_fd(struct node_table *t, int fd, const struct node_key *key,
 		struct node **out);
 
+/*
+ * Looks name up in the directory open at dirfd: stats it, takes a
+ * reference on its node, building the node from a fresh O_PATH descriptor
+ * when the table has none.  Fills st with the attributes of the object the
+ * node stands for.  Returns 0 or -errno.
+ */
+int node_lookup(struct node_table *t, int dirfd, const char *name,
+		struct stat *st, struct node **out);
+
 /* Drops nlookup references (FUSE forget); frees the node at zero. */
 void node_forget(struct node_table *t, struct node *n, uint64_t nlookup);
 

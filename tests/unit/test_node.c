@@ -313,6 +313,28 @@ START_TEST(pinned_descriptors_are_not_evicted)
 }
 END_TEST
 
+START_TEST(lookup_builds_once_then_refers)
+{
+	struct node_table *t = new_table(1024);
+	struct node *a, *b;
+	struct stat st;
+
+	make_file("x");
+	ck_assert_int_eq(node_lookup(t, dir_fd, "x", &st, &a), 0);
+	ck_assert_uint_eq(node_count(t), 1);
+	ck_assert(S_ISREG(st.st_mode));
+	ck_assert_int_eq(st.st_size, 1);
+	ck_assert_int_eq(node_lookup(t, dir_fd, "x", &st, &b), 0);
+	ck_assert_ptr_eq(a, b);
+	ck_assert_uint_eq(node_count(t), 1);
+	ck_assert_int_eq(node_lookup(t, dir_fd, "missing", &st, &b), -ENOENT);
+	node_forget(t, a, 2);
+	stm_quiesce();
+	ck_assert_uint_eq(node_count(t), 0);
+	node_table_free(t);
+}
+END_TEST
+
 START_TEST(open_reads_the_object)
 {
 	struct node_table *t = new_table(1024);
@@ -398,6 +420,7 @@ static Suite *node_suite(void)
 	tcase_add_test(tc, descriptor_cache_stays_bounded_and_reopens);
 	tcase_add_test(tc, lookups_alone_keep_the_cache_bounded);
 	tcase_add_test(tc, pinned_descriptors_are_not_evicted);
+	tcase_add_test(tc, lookup_builds_once_then_refers);
 	tcase_add_test(tc, open_reads_the_object);
 	/* _i is the thread count: 1, 2, 4 and 8. */
 	tcase_add_loop_test(tc, concurrent_lookup_and_forget_keep_counts_exact,
