@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -99,6 +100,15 @@ void txfs_set_timeout(struct txfs_client *cl, int timeout_ms);
 
 /* The socket path the client is connected to; lives as long as cl. */
 const char *txfs_socket_path(const struct txfs_client *cl);
+
+/*
+ * The message of the daemon's answer to the last request on cl when that
+ * answer was "err" (possibly ""), or NULL when it was "ok" or when there
+ * was no answer (a transport failure, or no request yet).  Typed requests
+ * return only an errno; this says what the daemon added, for example which
+ * transaction already holds a process.  Lives until the next request.
+ */
+const char *txfs_last_message(const struct txfs_client *cl);
 
 /* --- Requests ------------------------------------------------------------ */
 
@@ -185,6 +195,113 @@ int txfs_status(struct txfs_client *cl, struct txfs_status *st);
 
 /* Frees the strings of *st and zeroes it.  NULL-safe. */
 void txfs_status_clear(struct txfs_status *st);
+
+/* --- Transactions -------------------------------------------------------- */
+
+/*
+ * Transaction ids are decimal numbers greater than 0, never reused.  The
+ * daemon lets only a transaction's owner (the uid that began it) or root
+ * commit, abort, join or inspect it.  Where a txid argument may be 0, 0
+ * means the transaction the calling process itself belongs to.
+ */
+
+/* txfs_begin flag: abort the transaction when this connection closes. */
+#define TXFS_BEGIN_ABORT_ON_CLOSE 0x1u
+
+/*
+ * Begins a transaction owned by the caller's uid, with process pid (0: the
+ * calling process) as its leader: the leader and its descendants become
+ * members.  label (NULL: none) is free text shown by txfs_list.  With
+ * TXFS_BEGIN_ABORT_ON_CLOSE the daemon aborts the transaction when cl is
+ * closed (or its process dies) before a commit or abort.  Stores the new
+ * id in *txid and returns 0, or -EINVAL (unknown flags, bad argument),
+ * -ESRCH (no such process), -EPERM (the process belongs to another user),
+ * -EBUSY (the process is already in a transaction; txfs_last_message says
+ * which), -EPROTO (a reply without a valid txid) or a transport error.
+ */
+int txfs_begin(struct txfs_client *cl, pid_t pid, const char *label,
+	       unsigned flags, uint64_t *txid);
+
+/* What a commit did; the strings belong to the struct. */
+struct txfs_commit_result {
+	uint64_t txid;	   /* the transaction (0 if the daemon did not say) */
+	uint64_t changes;  /* objects published */
+	uint64_t ms;	   /* how long the commit took, in milliseconds */
+	size_t nconflicts; /* on -ECANCELED: the conflicting paths... */
+	char **conflicts;  /* ...relative to the mount root, from "/" */
+};
+
+/*
+ * Commits transaction txid (0: the caller's own) and fills *res, which the
+ * caller later empties with txfs_commit_result_clear.  Returns 0 when the
+ * changes are published and durable.  Returns -ECANCELED when they
+ * conflict with changes made since: the transaction has been aborted, and
+ * res->conflicts lists the paths.  Else -ENOENT (no such transaction, or
+ * the caller is in none), -EPERM (not the owner), -EBUSY (a commit or
+ * abort of it is running), -EIO, -ENOSPC..., -EPROTO (a malformed reply)
+ * or a transport error, and *res holds no memory.  A commit may take long:
+ * consider txfs_set_timeout(cl, -1).
+ */
+int txfs_commit(struct txfs_client *cl, uint64_t txid,
+		struct txfs_commit_result *res);
+
+/* Frees the strings of *res and zeroes it.  NULL-safe. */
+void txfs_commit_result_clear(struct txfs_commit_result *res);
+
+/*
+ * Aborts transaction txid (0: the caller's own): every change it made
+ * vanishes.  Returns 0, or the errors of txfs_commit but -ECANCELED.
+ */
+int txfs_abort(struct txfs_client *cl, uint64_t txid);
+
+/*
+ * Makes process pid (0: the calling process) and its future descendants
+ * members of transaction txid, which must not be 0.  Returns 0, -EINVAL,
+ * -ENOENT (no such transaction), -EPERM (not the owner, or pid belongs to
+ * another user), -ESRCH (no such process), -EBUSY (pid is in another
+ * transaction) or a transport error.
+ */
+int txfs_bind(struct txfs_client *cl, uint64_t txid, pid_t pid);
+
+/* One open transaction, as txfs_list and txfs_show report it. */
+struct txfs_tx_info {
+	uint64_t txid;
+	uint32_t uid;	  /* the owner */
+	long leader;	  /* the leader's process id */
+	char *label;	  /* "" when none was given */
+	int64_t started;  /* seconds since the Epoch */
+	uint64_t age;	  /* seconds since it began */
+	char *state;	  /* "open", "committing" or "aborting" */
+	uint64_t changes; /* changed objects */
+	uint64_t members; /* live member processes */
+	size_t npaths;	  /* txfs_show only: the changed objects... */
+	char **paths;	  /* ...their paths, relative to the mount root... */
+	char **kinds;	  /* ...and how each changed ("modified") */
+};
+
+/*
+ * Lists the open transactions the caller may inspect (all, for root), in
+ * txid order, into a new array of *n entries stored in *out (NULL when
+ * there are none), which the caller frees with txfs_tx_list_free.  The
+ * entries have no paths.  Returns 0, -EPROTO when a record lacks a field
+ * or has a malformed one, or a transport error; on failure *out is NULL
+ * and *n is 0.
+ */
+int txfs_list(struct txfs_client *cl, struct txfs_tx_info **out, size_t *n);
+
+/*
+ * Describes transaction txid (0: the caller's own), with the paths it has
+ * changed, into *out, which the caller empties with txfs_tx_info_clear.
+ * Returns 0, -ENOENT, -EPERM, -EPROTO or a transport error; on failure
+ * *out holds no memory.
+ */
+int txfs_show(struct txfs_client *cl, uint64_t txid, struct txfs_tx_info *out);
+
+/* Frees the strings of *info and zeroes it.  NULL-safe. */
+void txfs_tx_info_clear(struct txfs_tx_info *info);
+
+/* Frees an array of n entries from txfs_list.  NULL-safe. */
+void txfs_tx_list_free(struct txfs_tx_info *list, size_t n);
 
 #ifdef __cplusplus
 }

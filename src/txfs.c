@@ -12,12 +12,19 @@
  *       reply are a protocol error that breaks the connection.
  *   (3) err is 0, or the sticky negative errno of a transport failure;
  *       once set, requests fail with it without touching the socket.
+ *   (4) has_message is true exactly when the last request was answered
+ *       "err", and message then holds that answer's message.
+ *
+ * The typed requests at the end build on txfs_requestv and parse replies
+ * strictly: a field they need that is missing or malformed makes them
+ * fail with -EPROTO rather than report a guess.
  */
 #include "config.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -38,16 +45,19 @@ struct txfs_client {
 	int err;
 	char *path;
 	struct proto_buf in;
+	bool has_message;
+	char message[PROTO_MAX_MESSAGE + 1];
 };
 
 struct txfs_reply {
 	struct proto_msg *msg;
 };
 
-/* Checks invariants (1) to (3) between requests. */
+/* Checks invariants (1) to (4) between requests. */
 static bool client_invariants(const struct txfs_client *cl)
 {
-	return cl->fd >= 0 && cl->err <= 0 && cl->in.len == 0;
+	return cl->fd >= 0 && cl->err <= 0 && cl->in.len == 0 &&
+	       (cl->has_message || cl->message[0] == '\0');
 }
 
 /* --- Finding a daemon ---------------------------------------------------- */
@@ -175,6 +185,11 @@ const char *txfs_socket_path(const struct txfs_client *cl)
 	return cl->path;
 }
 
+const char *txfs_last_message(const struct txfs_client *cl)
+{
+	return cl->has_message ? cl->message : NULL;
+}
+
 /* --- Requests ------------------------------------------------------------ */
 
 static int64_t now_ms(void)
@@ -288,6 +303,8 @@ int txfs_requestv(struct txfs_client *cl, struct txfs_reply **out,
 	if (out != NULL)
 		*out = NULL;
 	assert(client_invariants(cl));
+	cl->has_message = false;
+	cl->message[0] = '\0';
 	if (cl->err != 0)
 		return cl->err;
 	proto_buf_init(&req, PROTO_MAX_LINE);
@@ -325,6 +342,11 @@ int txfs_requestv(struct txfs_client *cl, struct txfs_reply **out,
 	}
 	r->msg = msg;
 	rc = proto_msg_error(msg);
+	if (rc != 0) {
+		snprintf(cl->message, sizeof(cl->message), "%s",
+			 proto_msg_message(msg));
+		cl->has_message = true;
+	}
 	if (out != NULL)
 		*out = r;
 	else
@@ -354,6 +376,8 @@ int txfs_request(struct txfs_client *cl, struct txfs_reply **out,
 
 		if (n == PROTO_MAX_ARGS || val == NULL) {
 			va_end(ap);
+			cl->has_message = false;
+			cl->message[0] = '\0';
 			if (out != NULL)
 				*out = NULL;
 			return n == PROTO_MAX_ARGS ? -E2BIG : -EINVAL;
@@ -421,27 +445,37 @@ int txfs_reply_field(const struct txfs_reply *r, size_t i, const char **key,
 
 /* --- Typed requests ------------------------------------------------------ */
 
-/* Parses a decimal field of r into *out; -EPROTO if absent or bad. */
-static int get_u64(const struct txfs_reply *r, const char *key, uint64_t *out)
+/*
+ * Parses the decimal value of key in record rec of r into *out; -EPROTO
+ * when it is absent or not a plain run of digits that fits.
+ */
+static int get_u64(const struct txfs_reply *r, size_t rec, const char *key,
+		   uint64_t *out)
 {
-	const char *s = txfs_reply_get(r, key);
+	size_t len;
+	const char *s = txfs_reply_record_get(r, rec, key, &len);
 	char *end;
 
 	if (s == NULL || *s < '0' || *s > '9')
 		return -EPROTO;
 	errno = 0;
 	*out = strtoull(s, &end, 10);
-	if (errno != 0 || *end != '\0')
+	if (errno != 0 || *end != '\0' || (size_t)(end - s) != len)
 		return -EPROTO;
 	return 0;
 }
 
-/* Copies a string field of r into *out; -EPROTO if absent. */
-static int get_str(const struct txfs_reply *r, const char *key, char **out)
+/*
+ * Copies the value of key in record rec of r into *out; -EPROTO when it
+ * is absent or holds a NUL byte, which no string of the protocol may.
+ */
+static int get_str(const struct txfs_reply *r, size_t rec, const char *key,
+		   char **out)
 {
-	const char *s = txfs_reply_get(r, key);
+	size_t len;
+	const char *s = txfs_reply_record_get(r, rec, key, &len);
 
-	if (s == NULL)
+	if (s == NULL || strlen(s) != len)
 		return -EPROTO;
 	*out = strdup(s);
 	return *out != NULL ? 0 : -ENOMEM;
@@ -457,15 +491,15 @@ int txfs_status(struct txfs_client *cl, struct txfs_status *st)
 	rc = txfs_request(cl, &r, "status", (char *)NULL);
 	if (rc != 0)
 		goto out_free_reply;
-	if ((rc = get_u64(r, "protocol", &protocol)) != 0 ||
-	    (rc = get_u64(r, "pid", &pid)) != 0 ||
-	    (rc = get_u64(r, "started", &started)) != 0 ||
-	    (rc = get_u64(r, "uptime", &st->uptime)) != 0 ||
-	    (rc = get_str(r, "version", &st->version)) != 0 ||
-	    (rc = get_str(r, "source", &st->source)) != 0 ||
-	    (rc = get_str(r, "mountpoint", &st->mountpoint)) != 0 ||
-	    (rc = get_str(r, "state_dir", &st->state_dir)) != 0 ||
-	    (rc = get_str(r, "socket", &st->socket)) != 0)
+	if ((rc = get_u64(r, 0, "protocol", &protocol)) != 0 ||
+	    (rc = get_u64(r, 0, "pid", &pid)) != 0 ||
+	    (rc = get_u64(r, 0, "started", &started)) != 0 ||
+	    (rc = get_u64(r, 0, "uptime", &st->uptime)) != 0 ||
+	    (rc = get_str(r, 0, "version", &st->version)) != 0 ||
+	    (rc = get_str(r, 0, "source", &st->source)) != 0 ||
+	    (rc = get_str(r, 0, "mountpoint", &st->mountpoint)) != 0 ||
+	    (rc = get_str(r, 0, "state_dir", &st->state_dir)) != 0 ||
+	    (rc = get_str(r, 0, "socket", &st->socket)) != 0)
 		goto out_clear_status;
 	if (protocol > UINT32_MAX || pid > LONG_MAX || started > INT64_MAX) {
 		rc = -EPROTO;
@@ -494,4 +528,282 @@ void txfs_status_clear(struct txfs_status *st)
 	free(st->state_dir);
 	free(st->socket);
 	memset(st, 0, sizeof(*st));
+}
+
+/* --- Transactions -------------------------------------------------------- */
+
+/* A decimal number as a request argument; buf must outlive the request. */
+static struct txfs_arg num_arg(const char *key, uint64_t v, char *buf,
+			       size_t len)
+{
+	snprintf(buf, len, "%" PRIu64, v);
+	return (
+	    struct txfs_arg){ .key = key, .value = buf, .len = strlen(buf) };
+}
+
+/* Sends verb with the argument txid=N, or none when txid is 0. */
+static int tx_request(struct txfs_client *cl, struct txfs_reply **out,
+		      const char *verb, uint64_t txid)
+{
+	char num[24];
+	struct txfs_arg arg = num_arg("txid", txid, num, sizeof(num));
+
+	return txfs_requestv(cl, out, verb, &arg, txid != 0 ? 1 : 0);
+}
+
+int txfs_begin(struct txfs_client *cl, pid_t pid, const char *label,
+	       unsigned flags, uint64_t *txid)
+{
+	struct txfs_reply *r;
+	struct txfs_arg args[3];
+	char num[24];
+	size_t n = 0;
+	uint64_t id = 0;
+	int rc;
+
+	*txid = 0;
+	if ((flags & ~TXFS_BEGIN_ABORT_ON_CLOSE) != 0 || pid < 0)
+		return -EINVAL;
+	if (pid > 0)
+		args[n++] = num_arg("pid", (uint64_t)pid, num, sizeof(num));
+	if (label != NULL)
+		args[n++] = (struct txfs_arg){ .key = "label",
+					       .value = label,
+					       .len = strlen(label) };
+	if (flags & TXFS_BEGIN_ABORT_ON_CLOSE)
+		args[n++] = (struct txfs_arg){ .key = "abort_on_close",
+					       .value = "1",
+					       .len = 1 };
+	rc = txfs_requestv(cl, &r, "begin", args, n);
+	if (rc == 0 && (rc = get_u64(r, 0, "txid", &id)) == 0 && id == 0)
+		rc = -EPROTO;
+	if (rc == 0)
+		*txid = id;
+	txfs_reply_free(r);
+	return rc;
+}
+
+/*
+ * Collects the path of every record of a conflict reply into res.  A
+ * record without a usable path is skipped: the transaction has been
+ * aborted either way, and that is what the caller must learn.
+ */
+static int collect_conflicts(const struct txfs_reply *r,
+			     struct txfs_commit_result *res)
+{
+	size_t n = txfs_reply_records(r);
+
+	if (n == 0)
+		return 0;
+	res->conflicts = calloc(n, sizeof(*res->conflicts));
+	if (res->conflicts == NULL)
+		return -ENOMEM;
+	for (size_t i = 1; i <= n; i++) {
+		char *path;
+		int rc = get_str(r, i, "path", &path);
+
+		if (rc == -ENOMEM)
+			return rc;
+		if (rc == 0)
+			res->conflicts[res->nconflicts++] = path;
+	}
+	return 0;
+}
+
+int txfs_commit(struct txfs_client *cl, uint64_t txid,
+		struct txfs_commit_result *res)
+{
+	struct txfs_reply *r;
+	int rc, rc2;
+
+	memset(res, 0, sizeof(*res));
+	rc = tx_request(cl, &r, "commit", txid);
+	if (rc == 0) {
+		if ((rc = get_u64(r, 0, "txid", &res->txid)) != 0 ||
+		    (rc = get_u64(r, 0, "changes", &res->changes)) != 0 ||
+		    (rc = get_u64(r, 0, "ms", &res->ms)) != 0 || res->txid == 0)
+			goto out_clear_result;
+	} else if (r != NULL && rc == -ECANCELED) {
+		if (get_u64(r, 0, "txid", &res->txid) != 0)
+			res->txid = txid;
+		rc2 = collect_conflicts(r, res);
+		if (rc2 != 0) {
+			rc = rc2;
+			goto out_clear_result;
+		}
+	}
+	txfs_reply_free(r);
+	return rc;
+
+out_clear_result:
+	rc = rc != 0 ? rc : -EPROTO;
+	txfs_commit_result_clear(res);
+	txfs_reply_free(r);
+	return rc;
+}
+
+void txfs_commit_result_clear(struct txfs_commit_result *res)
+{
+	if (res == NULL)
+		return;
+	for (size_t i = 0; i < res->nconflicts; i++)
+		free(res->conflicts[i]);
+	free(res->conflicts);
+	memset(res, 0, sizeof(*res));
+}
+
+int txfs_abort(struct txfs_client *cl, uint64_t txid)
+{
+	return tx_request(cl, NULL, "abort", txid);
+}
+
+int txfs_bind(struct txfs_client *cl, uint64_t txid, pid_t pid)
+{
+	char num1[24], num2[24];
+	struct txfs_arg args[2];
+
+	if (txid == 0 || pid < 0)
+		return -EINVAL;
+	args[0] = num_arg("txid", txid, num1, sizeof(num1));
+	args[1] = num_arg("pid", (uint64_t)(pid > 0 ? pid : getpid()), num2,
+			  sizeof(num2));
+	return txfs_requestv(cl, NULL, "bind", args, 2);
+}
+
+/* Fills *info from the fields of record rec; on failure it holds nothing. */
+static int parse_tx_info(const struct txfs_reply *r, size_t rec,
+			 struct txfs_tx_info *info)
+{
+	uint64_t uid, leader, started;
+	int rc;
+
+	memset(info, 0, sizeof(*info));
+	if ((rc = get_u64(r, rec, "txid", &info->txid)) != 0 ||
+	    (rc = get_u64(r, rec, "uid", &uid)) != 0 ||
+	    (rc = get_u64(r, rec, "leader", &leader)) != 0 ||
+	    (rc = get_u64(r, rec, "started", &started)) != 0 ||
+	    (rc = get_u64(r, rec, "age", &info->age)) != 0 ||
+	    (rc = get_u64(r, rec, "changes", &info->changes)) != 0 ||
+	    (rc = get_u64(r, rec, "members", &info->members)) != 0 ||
+	    (rc = get_str(r, rec, "label", &info->label)) != 0 ||
+	    (rc = get_str(r, rec, "state", &info->state)) != 0)
+		goto out_clear_info;
+	if (info->txid == 0 || uid > UINT32_MAX || leader > LONG_MAX ||
+	    started > INT64_MAX) {
+		rc = -EPROTO;
+		goto out_clear_info;
+	}
+	info->uid = (uint32_t)uid;
+	info->leader = (long)leader;
+	info->started = (int64_t)started;
+	return 0;
+
+out_clear_info:
+	txfs_tx_info_clear(info);
+	return rc;
+}
+
+int txfs_list(struct txfs_client *cl, struct txfs_tx_info **out, size_t *n)
+{
+	struct txfs_tx_info *list = NULL;
+	struct txfs_reply *r;
+	size_t count, done = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	rc = txfs_request(cl, &r, "list", (char *)NULL);
+	if (rc != 0)
+		goto out_free_reply;
+	count = txfs_reply_records(r);
+	if (count > 0) {
+		list = calloc(count, sizeof(*list));
+		if (list == NULL) {
+			rc = -ENOMEM;
+			goto out_free_reply;
+		}
+	}
+	for (; done < count; done++) {
+		rc = parse_tx_info(r, done + 1, &list[done]);
+		if (rc != 0)
+			goto out_free_list;
+	}
+	txfs_reply_free(r);
+	*out = list;
+	*n = count;
+	return 0;
+
+out_free_list:
+	txfs_tx_list_free(list, done);
+out_free_reply:
+	txfs_reply_free(r);
+	return rc;
+}
+
+int txfs_show(struct txfs_client *cl, uint64_t txid, struct txfs_tx_info *out)
+{
+	struct txfs_reply *r;
+	size_t n;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = tx_request(cl, &r, "show", txid);
+	if (rc != 0)
+		goto out_free_reply;
+	rc = parse_tx_info(r, 0, out);
+	if (rc != 0)
+		goto out_free_reply;
+	n = txfs_reply_records(r);
+	if (n > 0) {
+		out->paths = calloc(n, sizeof(*out->paths));
+		out->kinds = calloc(n, sizeof(*out->kinds));
+		if (out->paths == NULL || out->kinds == NULL) {
+			rc = -ENOMEM;
+			goto out_clear_info;
+		}
+	}
+	for (size_t i = 1; i <= n; i++) {
+		char *path, *kind;
+
+		if ((rc = get_str(r, i, "path", &path)) != 0)
+			goto out_clear_info;
+		if ((rc = get_str(r, i, "change", &kind)) != 0) {
+			free(path);
+			goto out_clear_info;
+		}
+		out->paths[out->npaths] = path;
+		out->kinds[out->npaths++] = kind;
+	}
+	txfs_reply_free(r);
+	return 0;
+
+out_clear_info:
+	txfs_tx_info_clear(out);
+out_free_reply:
+	txfs_reply_free(r);
+	return rc;
+}
+
+void txfs_tx_info_clear(struct txfs_tx_info *info)
+{
+	if (info == NULL)
+		return;
+	for (size_t i = 0; i < info->npaths; i++) {
+		free(info->paths[i]);
+		free(info->kinds[i]);
+	}
+	free(info->paths);
+	free(info->kinds);
+	free(info->label);
+	free(info->state);
+	memset(info, 0, sizeof(*info));
+}
+
+void txfs_tx_list_free(struct txfs_tx_info *list, size_t n)
+{
+	if (list == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		txfs_tx_info_clear(&list[i]);
+	free(list);
 }

@@ -21,8 +21,7 @@ static int help_run(struct txctl_ctx *ctx, int argc, char **argv)
 				  argv[1]);
 			return TXCTL_EXIT_USAGE;
 		}
-		txctl_print_usage(stdout, cmd);
-		printf("\n%s.\n", cmd->summary);
+		txctl_print_help(stdout, cmd);
 		return TXCTL_EXIT_OK;
 	}
 	printf("usage: txctl [-m MOUNTPOINT | -S PATH] [-t SECONDS] VERB "

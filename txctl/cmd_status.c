@@ -1,6 +1,8 @@
 /*
  * cmd_status.c: txctl status [--stm] [--json], which shows what the
- * daemon serves, since when, and with --stm its per-site STM statistics.
+ * daemon serves, since when, and with --stm its per-site STM statistics;
+ * and txctl status TXID [--json], which shows one transaction and the
+ * paths it has changed.
  */
 #include "config.h"
 
@@ -9,6 +11,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "txctl.h"
 
@@ -139,6 +142,55 @@ static void print_json(const struct txfs_status *st,
 	printf("}\n");
 }
 
+static void print_tx_text(struct txfs_tx_info *tx)
+{
+	char user[64], age[32], when[64] = "?";
+	time_t t = (time_t)tx->started;
+	struct tm tm;
+
+	txctl_sanitize(tx->label);
+	txctl_sanitize(tx->state);
+	txctl_format_user(tx->uid, user, sizeof(user));
+	txctl_format_age(tx->age, age, sizeof(age));
+	if (localtime_r(&t, &tm) != NULL)
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S %z", &tm);
+	printf("transaction:  %" PRIu64 "\n", tx->txid);
+	printf("label:        %s\n", tx->label);
+	printf("owner:        %s (uid %" PRIu32 ")\n", user, tx->uid);
+	printf("leader:       %ld\n", tx->leader);
+	printf("members:      %" PRIu64 "\n", tx->members);
+	printf("state:        %s\n", tx->state);
+	printf("started:      %s (%s ago)\n", when, age);
+	printf("changes:      %" PRIu64 "\n", tx->changes);
+	for (size_t i = 0; i < tx->npaths; i++) {
+		txctl_sanitize(tx->kinds[i]);
+		txctl_sanitize(tx->paths[i]);
+		printf("  %-10s %s\n", tx->kinds[i], tx->paths[i]);
+	}
+}
+
+/* txctl status TXID: shows one transaction. */
+static int show_tx(struct txctl_ctx *ctx, uint64_t txid, bool json)
+{
+	struct txfs_tx_info tx;
+	int rc;
+
+	rc = txctl_connect(ctx);
+	if (rc != TXCTL_EXIT_OK)
+		return rc;
+	rc = txfs_show(ctx->client, txid, &tx);
+	if (rc != 0)
+		return txctl_tx_failed(ctx, "status", rc, txid, NULL);
+	if (json) {
+		txctl_tx_json(stdout, &tx, true);
+		putchar('\n');
+	} else {
+		print_tx_text(&tx);
+	}
+	txfs_tx_info_clear(&tx);
+	return TXCTL_EXIT_OK;
+}
+
 static int status_run(struct txctl_ctx *ctx, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -150,10 +202,12 @@ static int status_run(struct txctl_ctx *ctx, int argc, char **argv)
 	struct txfs_reply *stm = NULL;
 	struct txfs_status st;
 	bool want_stm = false, json = false;
+	uint64_t txid;
 	int c, rc;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+	/* No "+": TXID may come before the options. */
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			want_stm = true;
@@ -162,16 +216,24 @@ static int status_run(struct txctl_ctx *ctx, int argc, char **argv)
 			json = true;
 			break;
 		case 'h':
-			txctl_print_usage(stdout, ctx->cmd);
+			txctl_print_help(stdout, ctx->cmd);
 			return TXCTL_EXIT_OK;
 		default:
 			return txctl_usage_error(
 			    ctx->cmd, "unknown option '%s'", argv[optind - 1]);
 		}
 	}
-	if (optind < argc)
-		return txctl_usage_error(ctx->cmd, "unexpected argument '%s'",
+	if (optind < argc && txctl_parse_txid(argv[optind], &txid) != 0)
+		return txctl_usage_error(ctx->cmd, "bad transaction id '%s'",
 					 argv[optind]);
+	if (optind + 1 < argc)
+		return txctl_usage_error(ctx->cmd, "unexpected argument '%s'",
+					 argv[optind + 1]);
+	if (optind < argc && want_stm)
+		return txctl_usage_error(
+		    ctx->cmd, "--stm cannot be combined with a transaction id");
+	if (optind < argc)
+		return show_tx(ctx, txid, json);
 	rc = txctl_connect(ctx);
 	if (rc != TXCTL_EXIT_OK)
 		return rc;
@@ -205,8 +267,10 @@ out_free:
 
 const struct txctl_cmd txctl_cmd_status = {
 	.name = "status",
-	.usage = "[--stm] [--json]",
-	.summary = "show what the daemon serves, since when, and its "
-		   "STM statistics",
+	.usage = "[--stm | TXID] [--json]",
+	.summary = "show what the daemon serves, or one transaction",
+	.help = "  TXID    show transaction TXID and the paths it changed\n"
+		"  --stm   add the daemon's per-site STM statistics\n"
+		"  --json  print a JSON object instead\n",
 	.run = status_run,
 };

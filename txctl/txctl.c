@@ -1,12 +1,16 @@
 /*
  * txctl.c: the command-line client of txfsd: global options, the verb
- * table, daemon discovery and exit codes.  The verbs themselves live in
- * cmd_<verb>.c (see txctl.h).
+ * table, daemon discovery, exit codes, and the helpers the verbs share
+ * (argument parsing, JSON and table output).  The verbs themselves live
+ * in cmd_<verb>.c (see txctl.h).
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,10 +22,11 @@
 #define TXFS_VERSION "unknown"
 #endif
 
+/* The verbs, in the order 'txctl help' lists them, ended by NULL. */
 const struct txctl_cmd *const txctl_cmds[] = {
-	&txctl_cmd_status,
-	&txctl_cmd_help,
-	NULL,
+	&txctl_cmd_begin,  &txctl_cmd_commit, &txctl_cmd_abort,
+	&txctl_cmd_run,	   &txctl_cmd_join,   &txctl_cmd_list,
+	&txctl_cmd_status, &txctl_cmd_help,   NULL,
 };
 
 const struct txctl_cmd *txctl_find_cmd(const char *name)
@@ -47,6 +52,15 @@ void txctl_print_usage(FILE *f, const struct txctl_cmd *cmd)
 {
 	fprintf(f, "usage: txctl %s%s%s\n", cmd->name,
 		cmd->usage[0] != '\0' ? " " : "", cmd->usage);
+}
+
+void txctl_print_help(FILE *f, const struct txctl_cmd *cmd)
+{
+	txctl_print_usage(f, cmd);
+	fprintf(f, "\n%c%s.\n", toupper((unsigned char)cmd->summary[0]),
+		cmd->summary + 1);
+	if (cmd->help != NULL)
+		fprintf(f, "\n%s", cmd->help);
 }
 
 int txctl_usage_error(const struct txctl_cmd *cmd, const char *fmt, ...)
@@ -224,12 +238,32 @@ int txctl_connect(struct txctl_ctx *ctx)
 	return rc;
 }
 
+/*
+ * The daemon's error message for the request that failed with rc: from r
+ * when it holds an error reply, else from the client's last answer; NULL
+ * when the daemon did not answer.
+ */
+static const char *daemon_message(const struct txctl_ctx *ctx,
+				  const struct txfs_reply *r)
+{
+	if (r != NULL && txfs_reply_error(r) != 0)
+		return txfs_reply_message(r);
+	if (r == NULL && ctx->client != NULL)
+		return txfs_last_message(ctx->client);
+	return NULL;
+}
+
 int txctl_request_failed(const struct txctl_ctx *ctx, const char *verb, int rc,
 			 const struct txfs_reply *r)
 {
-	if (r != NULL && txfs_reply_error(r) != 0) {
-		const char *msg = txfs_reply_message(r);
+	const char *msg = daemon_message(ctx, r);
+	size_t n = strlen(verb);
 
+	if (msg != NULL) {
+		/* The daemon's default messages already name the verb. */
+		if (strncmp(msg, verb, n) == 0 && msg[n] == ':' &&
+		    msg[n + 1] == ' ')
+			msg += n + 2;
 		txctl_err("%s: %s", verb, msg[0] != '\0' ? msg : strerror(-rc));
 	} else if (rc == -ETIMEDOUT) {
 		txctl_err("%s: no reply from %s within %d ms", verb,
@@ -239,6 +273,177 @@ int txctl_request_failed(const struct txctl_ctx *ctx, const char *verb, int rc,
 			  strerror(-rc));
 	}
 	return TXCTL_EXIT_ERROR;
+}
+
+int txctl_tx_failed(const struct txctl_ctx *ctx, const char *verb, int rc,
+		    uint64_t txid, struct txfs_commit_result *res)
+{
+	if (daemon_message(ctx, NULL) == NULL)
+		return txctl_request_failed(ctx, verb, rc, NULL);
+	if (rc == -ENOENT) {
+		if (txid != 0)
+			txctl_err("no such transaction: %" PRIu64, txid);
+		else
+			txctl_err("not in a transaction");
+		return TXCTL_EXIT_NOTX;
+	}
+	if (rc != -ECANCELED)
+		return txctl_request_failed(ctx, verb, rc, NULL);
+	if (res != NULL && res->txid != 0)
+		txid = res->txid;
+	if (txid != 0)
+		txctl_err("%s of transaction %" PRIu64
+			  " conflicts; it was aborted",
+			  verb, txid);
+	else
+		txctl_err("%s conflicts; the transaction was aborted", verb);
+	for (size_t i = 0; res != NULL && i < res->nconflicts; i++) {
+		txctl_sanitize(res->conflicts[i]);
+		fprintf(stderr, "  conflict: %s\n", res->conflicts[i]);
+	}
+	return TXCTL_EXIT_CONFLICT;
+}
+
+void txctl_wait_long(struct txctl_ctx *ctx)
+{
+	if (!ctx->timeout_given)
+		txfs_set_timeout(ctx->client, -1);
+}
+
+/* Parses a decimal number from 1 to max; 0 or -EINVAL. */
+static int parse_positive(const char *s, uint64_t max, uint64_t *out)
+{
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	*out = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0' || *out == 0 || *out > max)
+		return -EINVAL;
+	return 0;
+}
+
+int txctl_parse_txid(const char *s, uint64_t *txid)
+{
+	return parse_positive(s, UINT64_MAX, txid);
+}
+
+int txctl_parse_pid(const char *s, pid_t *pid)
+{
+	uint64_t v;
+	int rc = parse_positive(s, INT32_MAX, &v);
+
+	if (rc == 0)
+		*pid = (pid_t)v;
+	return rc;
+}
+
+int txctl_parse_txid_args(struct txctl_ctx *ctx, int argc, char **argv,
+			  uint64_t *txid)
+{
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	*txid = 0;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			txctl_print_help(stdout, ctx->cmd);
+			return TXCTL_EXIT_OK;
+		default:
+			return txctl_usage_error(
+			    ctx->cmd, "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc && txctl_parse_txid(argv[optind], txid) != 0)
+		return txctl_usage_error(ctx->cmd, "bad transaction id '%s'",
+					 argv[optind]);
+	if (optind + 1 < argc)
+		return txctl_usage_error(ctx->cmd, "unexpected argument '%s'",
+					 argv[optind + 1]);
+	return TXCTL_CONTINUE;
+}
+
+void txctl_format_age(uint64_t s, char *buf, size_t len)
+{
+	if (s < 60)
+		snprintf(buf, len, "%" PRIu64 "s", s);
+	else if (s < 3600)
+		snprintf(buf, len, "%" PRIu64 "m", s / 60);
+	else if (s < 86400)
+		snprintf(buf, len, "%" PRIu64 "h", s / 3600);
+	else
+		snprintf(buf, len, "%" PRIu64 "d", s / 86400);
+}
+
+void txctl_format_user(uint32_t uid, char *buf, size_t len)
+{
+	struct passwd *pw = getpwuid((uid_t)uid);
+
+	if (pw != NULL && pw->pw_name != NULL && pw->pw_name[0] != '\0')
+		snprintf(buf, len, "%s", pw->pw_name);
+	else
+		snprintf(buf, len, "%" PRIu32, uid);
+	txctl_sanitize(buf);
+}
+
+void txctl_sanitize(char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = '?';
+}
+
+/* Writes ,"key": (without the comma when first) to f. */
+static void json_key(FILE *f, const char *key, bool first)
+{
+	fprintf(f, "%s\"%s\":", first ? "" : ",", key);
+}
+
+static void json_str(FILE *f, const char *key, const char *val)
+{
+	json_key(f, key, false);
+	txctl_json_string(f, val, strlen(val));
+}
+
+void txctl_tx_json(FILE *f, const struct txfs_tx_info *info, bool paths)
+{
+	fputc('{', f);
+	json_key(f, "txid", true);
+	fprintf(f, "%" PRIu64, info->txid);
+	json_key(f, "uid", false);
+	fprintf(f, "%" PRIu32, info->uid);
+	json_key(f, "leader", false);
+	fprintf(f, "%ld", info->leader);
+	json_str(f, "label", info->label);
+	json_key(f, "started", false);
+	fprintf(f, "%" PRId64, info->started);
+	json_key(f, "age", false);
+	fprintf(f, "%" PRIu64, info->age);
+	json_str(f, "state", info->state);
+	json_key(f, "changes", false);
+	fprintf(f, "%" PRIu64, info->changes);
+	json_key(f, "members", false);
+	fprintf(f, "%" PRIu64, info->members);
+	if (paths) {
+		json_key(f, "paths", false);
+		fputc('[', f);
+		for (size_t i = 0; i < info->npaths; i++) {
+			fputs(i > 0 ? ",{" : "{", f);
+			json_key(f, "path", true);
+			txctl_json_string(f, info->paths[i],
+					  strlen(info->paths[i]));
+			json_str(f, "change", info->kinds[i]);
+			fputc('}', f);
+		}
+		fputc(']', f);
+	}
+	fputc('}', f);
 }
 
 static void usage(FILE *f)
@@ -294,6 +499,7 @@ int main(int argc, char **argv)
 					  optarg);
 				return TXCTL_EXIT_USAGE;
 			}
+			ctx.timeout_given = true;
 			break;
 		case 'h':
 			help_argv[0] = help_name;
