@@ -19,5 +19,10 @@ txfsd is serving $demo/src at $demo/mnt.  Try:
   ls -la $demo/mnt && cat $demo/mnt/hello.txt
   echo more >>$demo/mnt/hello.txt && cat $demo/src/hello.txt
   build/txctl/txctl -m $demo/mnt status
+  build/txctl/txctl -m $demo/mnt run --abort-always -- \
+      sh -c 'echo gone >$demo/mnt/hello.txt; cat $demo/mnt/hello.txt'
+  cat $demo/mnt/hello.txt     # unchanged: the transaction was aborted
+  build/txctl/txctl -m $demo/mnt run -- sh -c 'echo kept >$demo/mnt/hello.txt'
+  cat $demo/src/hello.txt     # committed
 Stop it with: fusermount3 -u $demo/mnt
 MSG

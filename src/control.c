@@ -141,6 +141,9 @@ struct control {
 	size_t nverbs, capverbs;
 	struct control_call *done_head, *done_tail;
 	size_t calls;
+	uint64_t next_conn;
+	control_close_fn on_close;
+	void *on_close_arg;
 	bool stopping;
 	bool async_closed;
 	bool released;
@@ -403,9 +406,18 @@ static void on_client_closed(uv_handle_t *h)
 /* Starts closing a client; closing it again does nothing. */
 static void client_close(struct client *cl)
 {
+	control_close_fn fn;
+	void *arg;
+
 	if (cl->state == CLIENT_CLOSING)
 		return;
 	cl->state = CLIENT_CLOSING;
+	pthread_mutex_lock(&cl->c->lock);
+	fn = cl->c->on_close;
+	arg = cl->c->on_close_arg;
+	pthread_mutex_unlock(&cl->c->lock);
+	if (fn != NULL && cl->peer.conn != 0)
+		fn(&cl->peer, arg);
 	if (cl->call != NULL) {
 		/* The handler still owns the call; it will be dropped. */
 		cl->call->client = NULL;
@@ -640,6 +652,9 @@ static void on_connection(uv_stream_t *server, int status)
 	cl->peer.pid = cred.pid;
 	cl->peer.uid = cred.uid;
 	cl->peer.gid = cred.gid;
+	pthread_mutex_lock(&c->lock);
+	cl->peer.conn = ++c->next_conn;
+	pthread_mutex_unlock(&c->lock);
 	if (c->nclients > CONTROL_MAX_CLIENTS) {
 		cl->close_after_write = true;
 		send_error(cl, -EAGAIN, "too many clients (at most %d)",
@@ -801,6 +816,14 @@ static int verb_stm(const struct control_request *req,
 			   (unsigned long long)stm_clock());
 	stm_sites_foreach(stm_site_record, rep);
 	return CONTROL_DONE;
+}
+
+void control_on_close(struct control *c, control_close_fn fn, void *arg)
+{
+	pthread_mutex_lock(&c->lock);
+	c->on_close = fn;
+	c->on_close_arg = arg;
+	pthread_mutex_unlock(&c->lock);
 }
 
 int control_register(struct control *c, const char *verb, control_handler fn,

@@ -46,6 +46,8 @@ struct control_peer {
 	pid_t pid;
 	uid_t uid;
 	gid_t gid;
+	uint64_t
+	    conn; /* the connection's number, unique for the server's life */
 };
 
 /* What a handler returns besides 0 (reply now) and a negative errno. */
@@ -96,6 +98,15 @@ void control_stop(struct control *c);
  */
 int control_register(struct control *c, const char *verb, control_handler fn,
 		     void *arg);
+
+/*
+ * Calls fn(peer, arg) on the loop thread whenever a client connection
+ * closes (EOF, error or server stop), so that state bound to a connection
+ * (a transaction to abort when its txctl dies) can be released.  fn must
+ * not block.  One callback per server; NULL removes it.  Thread-safe.
+ */
+typedef void (*control_close_fn)(const struct control_peer *peer, void *arg);
+void control_on_close(struct control *c, control_close_fn fn, void *arg);
 
 /*
  * Checks the server's internal invariants (see control.c).  Call only on

@@ -25,14 +25,17 @@
 
 #include "fs_ops.h"
 
+#include "handle.h"
 #include "log.h"
 #include "node.h"
 #include "statedir.h"
+#include "tx.h"
 
 #include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
@@ -44,6 +47,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 struct open_file;
@@ -57,6 +61,11 @@ struct fs {
 	 */
 	pthread_mutex_t files_lock;
 	struct open_file *files;
+	/*
+	 * CLOCK_MONOTONIC nanosecond until which the kernel may cache an
+	 * entry or attributes replied with a positive timeout (atomic).
+	 */
+	_Atomic int64_t cache_deadline;
 };
 
 /*
@@ -68,6 +77,10 @@ struct fs {
  */
 struct open_file {
 	int fd;
+	/* A base-view regular file open for writing: its writes are noted
+	 * for the conflict check (tx_note_base_write).  Immutable. */
+	bool base_write;
+	struct node_key key;
 	DIR *dp;	      /* directories: the stream over fd */
 	struct dirent *entry; /* directories: read but not yet returned */
 	off_t offset;	      /* directories: where the kernel last read */
@@ -155,6 +168,80 @@ static void reply_status(fuse_req_t req, int ret)
 	fuse_reply_err(req, ret < 0 ? -ret : 0);
 }
 
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/*
+ * The timeout for names and attributes replied now.  While a transaction
+ * exists views differ, so the kernel must ask again every time (DESIGN.md,
+ * kernel caches); otherwise the configured timeout is used and its end
+ * remembered, so a transaction begins only once those entries expired.
+ */
+static double reply_timeout(struct fs *fs, double configured)
+{
+	if (configured <= 0 || tx_any(fs->cfg.tx))
+		return 0;
+	int64_t until = now_ns() + (int64_t)(configured * 1e9) + 10000000;
+	int64_t cur =
+	    atomic_load_explicit(&fs->cache_deadline, memory_order_relaxed);
+	while (cur < until &&
+	       !atomic_compare_exchange_weak(&fs->cache_deadline, &cur, until))
+		;
+	return configured;
+}
+
+int64_t fs_cache_deadline(void *arg)
+{
+	struct fs *fs = arg;
+	return atomic_load(&fs->cache_deadline);
+}
+
+/*
+ * The view of the request's caller: its transaction's id, or the base.
+ * Returns 0 or -errno (membership could not be told: fail the request).
+ */
+static int req_view(fuse_req_t req, uint64_t *view)
+{
+	struct fs *fs = req_fs(req);
+
+	return tx_view_of(fs->cfg.tx, fuse_req_ctx(req)->pid, view);
+}
+
+/* Refuses a name operation inside a transaction, for now, with a log line. */
+static int tx_name_op(uint64_t view, const char *what, const char *name)
+{
+	if (view == NODE_VIEW_BASE)
+		return 0;
+	log_info("transaction %" PRIu64 ": %s \"%s\" refused: operations on "
+		 "names inside transactions are not supported yet",
+		 view, what, name);
+	return -EOPNOTSUPP;
+}
+
+/*
+ * Fixes the attributes of a transaction's shadow for display: it shows the
+ * base object's inode number and link count, so a copy-up is invisible.
+ */
+static void fix_attr(struct fs *fs, struct node *n, struct stat *st)
+{
+	struct tx_target tg;
+	struct node_key key;
+
+	if (node_view(n) == NODE_VIEW_BASE)
+		return;
+	node_get_key(n, &key);
+	st->st_ino = key.ino;
+	if (tx_resolve(fs->cfg.tx, node_view(n), &key, &tg) == 0 &&
+	    tg.kind == TX_SHOW_SHADOW && tg.nlink > 0)
+		st->st_nlink = tg.nlink;
+	handle_free(tg.handle);
+}
+
 static void proc_path(int fd, char *buf, size_t len)
 {
 	snprintf(buf, len, "/proc/self/fd/%d", fd);
@@ -192,9 +279,45 @@ static int check_entry(struct fs *fs, struct node *parent, const char *name,
  * Looks name up in parent (whose pinned O_PATH descriptor is pfd), takes a
  * node reference and fills e.  Returns 0 or -errno.
  */
-static int lookup_at(struct fs *fs, struct node *parent, int pfd,
+static int stat_node(struct fs *fs, struct node *n, struct stat *st);
+
+/*
+ * Takes a reference on the node a transaction shows instead of a base
+ * object (its shadow, or a committed shadow not yet in SOURCE) and fills
+ * st with its attributes.
+ */
+static int ref_target(struct fs *fs, uint64_t view, const struct tx_target *tg,
+		      struct stat *st, struct node **out)
+{
+	uint64_t nview = tg->kind == TX_SHOW_SHADOW ? view : NODE_VIEW_BASE;
+	int fd, ret;
+
+	ret = node_ref_view(fs->cfg.nodes, nview, &tg->key, out);
+	if (ret == -ENOENT) {
+		fd = handle_open(tg->handle, O_PATH | O_NOFOLLOW);
+		if (fd < 0)
+			return fd;
+		ret = node_ref_fd_view(fs->cfg.nodes, nview, fd, &tg->key, out);
+	}
+	if (ret < 0)
+		return ret;
+	ret = stat_node(fs, *out, st);
+	if (ret < 0) {
+		node_forget(fs->cfg.nodes, *out, 1);
+		return ret;
+	}
+	if (tg->kind == TX_SHOW_SHADOW)
+		st->st_ino = tg->key.ino;
+	if (tg->nlink > 0)
+		st->st_nlink = tg->nlink;
+	return 0;
+}
+
+static int lookup_at(struct fs *fs, uint64_t view, struct node *parent, int pfd,
 		     const char *name, struct fuse_entry_param *e)
 {
+	uint64_t gen;
+	struct node_key key;
 	struct node *n;
 	struct stat st;
 	int ret;
@@ -202,14 +325,42 @@ static int lookup_at(struct fs *fs, struct node *parent, int pfd,
 	memset(e, 0, sizeof(*e));
 	if (strcmp(name, "..") == 0 && node_is_root(parent))
 		name = "."; /* ".." never leaves the mount */
-	ret = node_lookup(fs->cfg.nodes, pfd, name, &st, &n);
+again:
+	gen = tx_generation(fs->cfg.tx);
+	ret = node_stat(pfd, name, AT_SYMLINK_NOFOLLOW, &st, &key);
 	if (ret < 0)
 		return ret;
+	if (key.type == S_IFREG && tx_any(fs->cfg.tx)) {
+		struct tx_target tg;
+		ret = tx_resolve(fs->cfg.tx, view, &key, &tg);
+		if (ret == 0 && tg.kind == TX_SHOW_BASE &&
+		    gen != tx_generation(fs->cfg.tx)) {
+			handle_free(tg.handle);
+			goto again; /* see tx_generation */
+		}
+		if (ret == 0 && tg.kind != TX_SHOW_BASE)
+			ret = ref_target(fs, view, &tg, &st, &n);
+		handle_free(tg.handle);
+		if (ret < 0)
+			return ret;
+		if (tg.kind != TX_SHOW_BASE)
+			goto out_fill;
+	}
+	ret = node_ref_at(fs->cfg.nodes, pfd, name, &key, &st, &n);
+	if (ret < 0)
+		return ret;
+	/* Remember the name, for a transaction that copies the file up. */
+	ret = node_set_name(fs->cfg.nodes, n, parent, name);
+	if (ret < 0) {
+		node_forget(fs->cfg.nodes, n, 1);
+		return ret;
+	}
+out_fill:
 	e->ino = node_id(n);
 	e->generation = node_generation(n);
 	e->attr = st;
-	e->attr_timeout = fs->cfg.attr_timeout;
-	e->entry_timeout = fs->cfg.entry_timeout;
+	e->attr_timeout = reply_timeout(fs, fs->cfg.attr_timeout);
+	e->entry_timeout = reply_timeout(fs, fs->cfg.entry_timeout);
 	return 0;
 }
 
@@ -243,9 +394,12 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fs *fs = req_fs(req);
 	struct node *p = req_node(req, parent);
 	struct fuse_entry_param e;
+	uint64_t view;
 	int pfd, ret;
 
 	ret = check_entry(fs, p, name, -ENOENT);
+	if (ret == 0)
+		ret = req_view(req, &view);
 	if (ret < 0)
 		goto out_reply;
 	pfd = node_fd_get(fs->cfg.nodes, p);
@@ -253,7 +407,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		ret = pfd;
 		goto out_reply;
 	}
-	ret = lookup_at(fs, p, pfd, name, &e);
+	ret = lookup_at(fs, view, p, pfd, name, &e);
 	node_fd_put(fs->cfg.nodes, p);
 	if (ret == 0) {
 		reply_entry(req, &e);
@@ -313,7 +467,8 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		reply_status(req, ret);
 		return;
 	}
-	fuse_reply_attr(req, &st, fs->cfg.attr_timeout);
+	fix_attr(fs, n, &st);
+	fuse_reply_attr(req, &st, reply_timeout(fs, fs->cfg.attr_timeout));
 }
 
 /* Applies the requested attribute changes; returns 0 or -errno. */
@@ -367,34 +522,110 @@ static int setattr_apply(int pfd, struct stat *attr, int valid,
 	return 0;
 }
 
+/*
+ * A member changes the attributes of a base object: copies it up into the
+ * member's transaction and opens the shadow (O_PATH) into *fd.  Only
+ * regular files have shadows so far.  Returns 0 or -errno.
+ */
+static int shadow_for(struct fs *fs, uint64_t view, struct node *n, int *fd)
+{
+	struct tx_target tg;
+	struct node_key key;
+	int ret;
+
+	if (node_type(n) != S_IFREG) {
+		log_info("transaction %" PRIu64 ": changing the attributes of "
+			 "a directory, symlink or special file is not "
+			 "supported inside transactions yet",
+			 view);
+		return -EOPNOTSUPP;
+	}
+	ret = tx_copy_up(fs->cfg.tx, view, n, false);
+	if (ret < 0)
+		return ret;
+	node_get_key(n, &key);
+	ret = tx_resolve(fs->cfg.tx, view, &key, &tg);
+	if (ret == 0 && tg.kind != TX_SHOW_SHADOW)
+		ret = -ESTALE; /* ended meanwhile */
+	if (ret == 0) {
+		*fd = handle_open(tg.handle, O_PATH | O_NOFOLLOW);
+		ret = *fd < 0 ? *fd : 0;
+	}
+	handle_free(tg.handle);
+	return ret;
+}
+
+/*
+ * Which object a request that changes node n works on: -1 for the node's
+ * own, or a descriptor (in *fd) of the caller's shadow of it.  Notes
+ * changes of base objects by non-members for the conflict check.
+ */
+static int change_target(fuse_req_t req, struct node *n, int *fd)
+{
+	struct fs *fs = req_fs(req);
+	uint64_t view;
+	int ret;
+
+	*fd = -1;
+	ret = req_view(req, &view);
+	if (ret < 0 || node_view(n) != NODE_VIEW_BASE)
+		return ret;
+	if (view != NODE_VIEW_BASE)
+		return shadow_for(fs, view, n, fd);
+	return 0;
+}
+
+/* After a successful change of node n's own object (not a shadow). */
+static void note_change(struct fs *fs, struct node *n)
+{
+	struct node_key key;
+
+	if (node_view(n) != NODE_VIEW_BASE || node_type(n) != S_IFREG)
+		return;
+	node_get_key(n, &key);
+	tx_note_base_write(fs->cfg.tx, &key);
+}
+
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		       int valid, struct fuse_file_info *fi)
 {
 	struct fs *fs = req_fs(req);
 	struct node *n = req_node(req, ino);
-	struct stat st;
-	int pfd, ret;
-
-	pfd = node_fd_get(fs->cfg.nodes, n);
-	if (pfd < 0) {
-		reply_status(req, pfd);
-		return;
-	}
 	struct open_file *of = NULL;
+	struct stat st;
+	int pfd, sfd = -1, ret;
+
 	if (fi != NULL && node_type(n) != S_IFDIR)
 		of = of_get(fi);
-	ret = setattr_apply(pfd, attr, valid, of);
-	if (of != NULL)
-		of_put(of);
+	/* Through a file handle the change goes to the handle's object. */
+	ret = of != NULL ? 0 : change_target(req, n, &sfd);
+	if (ret < 0)
+		goto out_put;
+	pfd = node_fd_get(fs->cfg.nodes, n);
+	if (pfd < 0) {
+		ret = pfd;
+		goto out_put;
+	}
+	ret = setattr_apply(sfd >= 0 ? sfd : pfd, attr, valid, of);
+	if (ret == 0 && sfd < 0 && (of == NULL || of->base_write))
+		note_change(fs, n);
+	/* A member's change shows through the shadow's node, which the
+	 * member finds by its next lookup; this node keeps the base's. */
 	if (ret == 0 &&
 	    fstatat(pfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 		ret = -errno;
 	node_fd_put(fs->cfg.nodes, n);
+out_put:
+	if (of != NULL)
+		of_put(of);
+	if (sfd >= 0)
+		close(sfd);
 	if (ret < 0) {
 		reply_status(req, ret);
 		return;
 	}
-	fuse_reply_attr(req, &st, fs->cfg.attr_timeout);
+	fix_attr(fs, n, &st);
+	fuse_reply_attr(req, &st, reply_timeout(fs, fs->cfg.attr_timeout));
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -460,9 +691,14 @@ static void make_name(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct fs *fs = req_fs(req);
 	struct node *p = req_node(req, parent);
 	struct fuse_entry_param e;
+	uint64_t view;
 	int pfd, ret;
 
 	ret = check_entry(fs, p, name, -EPERM);
+	if (ret == 0)
+		ret = req_view(req, &view);
+	if (ret == 0)
+		ret = tx_name_op(view, "create", name);
 	if (ret < 0)
 		goto out_reply;
 	pfd = node_fd_get(fs->cfg.nodes, p);
@@ -487,7 +723,7 @@ static void make_name(fuse_req_t req, fuse_ino_t parent, const char *name,
 		ret = set_owner(req, pfd, name,
 				kind == MAKE_DIR ? (mode | S_IFDIR) : mode);
 	if (ret == 0)
-		ret = lookup_at(fs, p, pfd, name, &e);
+		ret = lookup_at(fs, view, p, pfd, name, &e);
 	node_fd_put(fs->cfg.nodes, p);
 	if (ret == 0) {
 		reply_entry(req, &e);
@@ -522,9 +758,14 @@ static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct fs *fs = req_fs(req);
 	struct node *p = req_node(req, parent);
 	struct stat st;
+	uint64_t view;
 	int pfd, ret;
 
 	ret = check_entry(fs, p, name, -ENOENT);
+	if (ret == 0)
+		ret = req_view(req, &view);
+	if (ret == 0)
+		ret = tx_name_op(view, flags ? "rmdir" : "unlink", name);
 	if (ret < 0)
 		goto out_reply;
 	pfd = node_fd_get(fs->cfg.nodes, p);
@@ -563,11 +804,16 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct node *np = req_node(req, newparent);
 	struct stat src, dst;
 	bool replaced = false;
+	uint64_t view;
 	int pfd, npfd, ret;
 
 	ret = check_entry(fs, p, name, -ENOENT);
 	if (ret == 0)
 		ret = check_entry(fs, np, newname, -EPERM);
+	if (ret == 0)
+		ret = req_view(req, &view);
+	if (ret == 0)
+		ret = tx_name_op(view, "rename", name);
 	if (ret < 0)
 		goto out_reply;
 	pfd = node_fd_get(fs->cfg.nodes, p);
@@ -602,9 +848,14 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	struct node *n = req_node(req, ino);
 	struct node *np = req_node(req, newparent);
 	struct fuse_entry_param e;
+	uint64_t view;
 	int fd, npfd, ret;
 
 	ret = check_entry(fs, np, newname, -EPERM);
+	if (ret == 0)
+		ret = req_view(req, &view);
+	if (ret == 0)
+		ret = tx_name_op(view, "link", newname);
 	if (ret < 0)
 		goto out_reply;
 	fd = node_fd_get(fs->cfg.nodes, n);
@@ -619,7 +870,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	}
 	ret = linkat(fd, "", npfd, newname, AT_EMPTY_PATH) < 0 ? -errno : 0;
 	if (ret == 0)
-		ret = lookup_at(fs, np, npfd, newname, &e);
+		ret = lookup_at(fs, view, np, npfd, newname, &e);
 	node_fd_put(fs->cfg.nodes, np);
 out_put_node:
 	node_fd_put(fs->cfg.nodes, n);
@@ -631,11 +882,43 @@ out_reply:
 	reply_status(req, ret);
 }
 
+/* True when an open with these flags may change the file. */
+static bool open_writes(int flags)
+{
+	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = req_fs(req);
 	struct node *n = req_node(req, ino);
-	int fd;
+	bool base_write = false;
+	uint64_t view;
+	int fd, ret;
+
+	if (node_view(n) == NODE_VIEW_BASE && node_type(n) == S_IFREG &&
+	    open_writes(fi->flags)) {
+		ret = req_view(req, &view);
+		if (ret == 0 && view != NODE_VIEW_BASE) {
+			/*
+			 * A member writes a base file: copy it up, then send
+			 * the kernel back to look the name up again, which
+			 * finds the shadow's node (DESIGN.md: an open through
+			 * a stale dentry answers ESTALE, and the kernel retries
+			 * once with a forced lookup).  The base node's page
+			 * cache never sees the member's data.
+			 */
+			ret = tx_copy_up(fs->cfg.tx, view, n,
+					 (fi->flags & O_TRUNC) != 0);
+			if (ret == 0)
+				ret = -ESTALE;
+		}
+		if (ret < 0) {
+			reply_status(req, ret);
+			return;
+		}
+		base_write = true;
+	}
 
 	/*
 	 * The kernel gives O_DIRECT its meaning on the FUSE side; passing it
@@ -653,6 +936,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		reply_status(req, -ENOMEM);
 		return;
 	}
+	if (base_write) {
+		of->base_write = true;
+		node_get_key(n, &of->key);
+		if (fi->flags & O_TRUNC)
+			tx_note_base_write(fs->cfg.tx, &of->key);
+	}
 	fi->fh = (uint64_t)(uintptr_t)of;
 	fi->keep_cache = 0;
 	if (fuse_reply_open(req, fi) != 0)
@@ -665,9 +954,14 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct fs *fs = req_fs(req);
 	struct node *p = req_node(req, parent);
 	struct fuse_entry_param e;
+	uint64_t view;
 	int pfd, fd = -1, ret;
 
 	ret = check_entry(fs, p, name, -EPERM);
+	if (ret == 0)
+		ret = req_view(req, &view);
+	if (ret == 0)
+		ret = tx_name_op(view, "create", name);
 	if (ret < 0)
 		goto out_reply;
 	pfd = node_fd_get(fs->cfg.nodes, p);
@@ -683,7 +977,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (ret == 0)
 		ret = set_owner(req, pfd, name, mode);
 	if (ret == 0)
-		ret = lookup_at(fs, p, pfd, name, &e);
+		ret = lookup_at(fs, view, p, pfd, name, &e);
 	node_fd_put(fs->cfg.nodes, p);
 	if (ret < 0)
 		goto out_close_fd;
@@ -734,6 +1028,8 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 	out.buf[0].fd = of->fd;
 	out.buf[0].pos = off;
 	n = fuse_buf_copy(&out, in, 0);
+	if (n > 0 && of->base_write)
+		tx_note_base_write(req_fs(req)->cfg.tx, &of->key);
 	of_put(of);
 	if (n < 0)
 		reply_status(req, (int)n);
@@ -818,6 +1114,7 @@ static void fill_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 	struct node *dn = req_node(req, ino);
 	char *buf, *p;
 	size_t rem = size;
+	uint64_t view = NODE_VIEW_BASE;
 	int pfd = -1, err = 0;
 
 	buf = malloc(size);
@@ -826,7 +1123,8 @@ static void fill_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 		return;
 	}
 	if (plus) {
-		pfd = node_fd_get(fs->cfg.nodes, dn);
+		int r = req_view(req, &view);
+		pfd = r < 0 ? r : node_fd_get(fs->cfg.nodes, dn);
 		if (pfd < 0) {
 			free(buf);
 			reply_status(req, pfd);
@@ -867,7 +1165,7 @@ static void fill_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 				memset(&e, 0, sizeof(e));
 				e.attr.st_ino = d->entry->d_ino;
 				e.attr.st_mode = (mode_t)d->entry->d_type << 12;
-			} else if (lookup_at(fs, dn, pfd, name, &e) < 0) {
+			} else if (lookup_at(fs, view, dn, pfd, name, &e) < 0) {
 				/* Gone since readdir saw it: skip it. */
 				d->entry = NULL;
 				d->offset = next;
@@ -975,14 +1273,21 @@ enum xattr_op { XATTR_SET, XATTR_GET, XATTR_LIST, XATTR_REMOVE };
  * Runs one xattr call on the node's object through its /proc/self/fd
  * link.  Returns the call's result (a size or 0) or -errno.
  */
-static ssize_t xattr_call(struct fs *fs, struct node *n, enum xattr_op op,
+static ssize_t xattr_call(fuse_req_t req, struct node *n, enum xattr_op op,
 			  const char *name, void *value, size_t size, int flags)
 {
+	struct fs *fs = req_fs(req);
+	bool change = op == XATTR_SET || op == XATTR_REMOVE;
 	char path[64];
 	ssize_t r = -1;
-	int fd;
+	int fd, sfd = -1;
 
-	fd = node_fd_get(fs->cfg.nodes, n);
+	if (change) {
+		r = change_target(req, n, &sfd);
+		if (r < 0)
+			return r;
+	}
+	fd = sfd >= 0 ? sfd : node_fd_get(fs->cfg.nodes, n);
 	if (fd < 0)
 		return fd;
 	proc_path(fd, path, sizeof(path));
@@ -1002,6 +1307,12 @@ static ssize_t xattr_call(struct fs *fs, struct node *n, enum xattr_op op,
 	}
 	if (r < 0)
 		r = -errno;
+	if (sfd >= 0) {
+		close(sfd);
+		return r;
+	}
+	if (r >= 0 && change)
+		note_change(fs, n);
 	node_fd_put(fs->cfg.nodes, n);
 	return r;
 }
@@ -1009,7 +1320,7 @@ static ssize_t xattr_call(struct fs *fs, struct node *n, enum xattr_op op,
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			const char *value, size_t size, int flags)
 {
-	ssize_t r = xattr_call(req_fs(req), req_node(req, ino), XATTR_SET, name,
+	ssize_t r = xattr_call(req, req_node(req, ino), XATTR_SET, name,
 			       (void *)value, size, flags);
 	reply_status(req, (int)r);
 }
@@ -1028,7 +1339,7 @@ static void reply_xattr_data(fuse_req_t req, struct node *n, enum xattr_op op,
 			return;
 		}
 	}
-	r = xattr_call(req_fs(req), n, op, name, buf, size, 0);
+	r = xattr_call(req, n, op, name, buf, size, 0);
 	if (r < 0)
 		reply_status(req, (int)r);
 	else if (size == 0)
@@ -1051,8 +1362,8 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	ssize_t r = xattr_call(req_fs(req), req_node(req, ino), XATTR_REMOVE,
-			       name, NULL, 0, 0);
+	ssize_t r =
+	    xattr_call(req, req_node(req, ino), XATTR_REMOVE, name, NULL, 0, 0);
 	reply_status(req, (int)r);
 }
 
@@ -1105,6 +1416,8 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 
 	(void)ino;
 	r = fallocate(of->fd, mode, offset, length) < 0 ? -errno : 0;
+	if (r == 0 && of->base_write)
+		tx_note_base_write(req_fs(req)->cfg.tx, &of->key);
 	of_put(of);
 	reply_status(req, r);
 }
@@ -1124,6 +1437,8 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 			    (unsigned)flags);
 	if (n < 0)
 		n = -errno;
+	if (n > 0 && out->base_write)
+		tx_note_base_write(req_fs(req)->cfg.tx, &out->key);
 	of_put(out);
 	of_put(in);
 	if (n < 0)

@@ -12,15 +12,18 @@
 #include <fuse_lowlevel.h>
 
 #include <stdbool.h>
+#include <stdint.h>
 
 struct node_table;
 struct statedir;
+struct tx_table;
 
 struct fs;
 
 struct fs_config {
 	struct node_table *nodes; /* borrowed; outlives the fs */
 	struct statedir *state;	  /* borrowed; hidden from the mount */
+	struct tx_table *tx;	  /* borrowed; transactions and views */
 	double entry_timeout;	  /* seconds the kernel may cache names */
 	double attr_timeout;	  /* seconds it may cache attributes */
 };
@@ -28,6 +31,12 @@ struct fs_config {
 /* Creates the callback context passed to fuse_session_new as userdata. */
 int fs_new(const struct fs_config *cfg, struct fs **out);
 void fs_free(struct fs *fs);
+
+/*
+ * The CLOCK_MONOTONIC nanosecond until which the kernel may cache what the
+ * fs (passed as void *) replied with a positive timeout (txcmd_config).
+ */
+int64_t fs_cache_deadline(void *fs);
 
 /* The callback table. */
 const struct fuse_lowlevel_ops *fs_ops_table(void);

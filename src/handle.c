@@ -151,6 +151,22 @@ int handle_open(const struct handle *h, int flags)
 	return fd < 0 ? -errno : fd;
 }
 
+struct handle *handle_dup(const struct handle *h)
+{
+	size_t size = sizeof(*h) + h->fh.handle_bytes;
+	struct handle *d = malloc(size);
+
+	if (d != NULL)
+		memcpy(d, h, size);
+	return d;
+}
+
+const void *handle_bytes(const struct handle *h, size_t *len)
+{
+	*len = sizeof(h->fh) + h->fh.handle_bytes;
+	return &h->fh;
+}
+
 void handle_free(struct handle *h)
 {
 	free(h);

@@ -32,6 +32,15 @@ int handle_from_fd(int fd, struct handle **out);
  */
 int handle_open(const struct handle *h, int flags);
 
+/* Returns a copy of h, or NULL when out of memory. */
+struct handle *handle_dup(const struct handle *h);
+
+/*
+ * The handle's bytes (struct file_handle and its payload) for storing,
+ * e.g. in the journal; *len receives their number.
+ */
+const void *handle_bytes(const struct handle *h, size_t *len);
+
 /* Frees a handle; NULL-safe. */
 void handle_free(struct handle *h);
 

@@ -21,10 +21,14 @@
 #include "control.h"
 #include "fs_ops.h"
 #include "handle.h"
+#include "journal.h"
 #include "log.h"
+#include "membership.h"
 #include "node.h"
 #include "statedir.h"
 #include "stm.h"
+#include "tx.h"
+#include "txcmd.h"
 #include "txfs.h"
 
 #include <errno.h>
@@ -75,7 +79,7 @@ static const char usage_text[] =
     "  --threads N         maximum FUSE worker threads (default 8)\n"
     "  --fd-cache N        cached descriptors (default 8192)\n"
     "  --cache-timeout S   seconds the kernel may cache names and "
-    "attributes (default 1)\n"
+    "attributes outside transactions (default 0)\n"
     "  -h, --help          show this help\n"
     "  -V, --version       show the version\n";
 
@@ -159,7 +163,7 @@ static void parse_options(int argc, char **argv, struct options *o)
 
 	o->threads = DEFAULT_THREADS;
 	o->fd_cache = DEFAULT_FD_CACHE;
-	o->timeout = 1.0;
+	o->timeout = 0;
 	while ((c = getopt_long(argc, argv, "+fdo:hV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
@@ -221,10 +225,14 @@ struct daemon {
 	char socket[PATH_MAX];
 	int source_fd;
 	struct statedir *state;
+	struct journal *journal;
+	struct membership *members;
 	struct node_table *nodes;
+	struct tx_table *tx;
 	struct fs *fs;
 	struct fuse_session *se;
 	struct control *ctl;
+	struct txcmd *txcmd;
 	int ready_fd; /* pipe to the waiting parent, or -1 */
 };
 
@@ -270,6 +278,10 @@ static void check_startup(struct daemon *d)
 
 	ret = statedir_open(d->source, d->source_fd, d->opt.state_dir,
 			    &d->state, why, sizeof(why));
+	if (ret < 0)
+		die("%s", why);
+	ret = journal_open(statedir_fd(d->state), statedir_path(d->state),
+			   &d->journal, why, sizeof(why));
 	if (ret < 0)
 		die("%s", why);
 
@@ -373,6 +385,7 @@ static int start_fuse(struct daemon *d)
 	struct fs_config cfg = {
 		.nodes = d->nodes,
 		.state = d->state,
+		.tx = d->tx,
 		.entry_timeout = d->opt.timeout,
 		.attr_timeout = d->opt.timeout,
 	};
@@ -426,14 +439,19 @@ static int start_fuse(struct daemon *d)
 static void teardown(struct daemon *d)
 {
 	control_stop(d->ctl);
+	txcmd_stop(d->txcmd);
 	if (d->se != NULL) {
 		fuse_session_unmount(d->se);
 		fuse_remove_signal_handlers(d->se);
 		fuse_session_destroy(d->se);
 	}
 	fs_free(d->fs);
+	/* Open transactions are aborted: a restart would abort them anyway. */
+	tx_table_free(d->tx);
+	membership_free(d->members);
 	node_table_free(d->nodes);
 	handle_shutdown();
+	journal_close(d->journal);
 	statedir_close(d->state);
 	if (d->source_fd >= 0)
 		close(d->source_fd);
@@ -462,6 +480,21 @@ int main(int argc, char **argv)
 	ret = node_table_new(root_fd, d.opt.fd_cache, &d.nodes);
 	if (ret < 0)
 		die("cannot create the node table: %s", strerror(-ret));
+	ret = membership_new(true, &d.members);
+	if (ret < 0)
+		die("cannot track process membership: %s", strerror(-ret));
+	struct tx_config txc = {
+		.nodes = d.nodes,
+		.state = d.state,
+		.journal = d.journal,
+		.members = d.members,
+		.source_path = d.source,
+	};
+	/* Recovery runs here, before the mount comes up. */
+	ret = tx_table_new(&txc, &d.tx);
+	if (ret < 0)
+		die("cannot recover the transaction state in %s: %s",
+		    statedir_path(d.state), strerror(-ret));
 	ret = start_fuse(&d);
 	if (ret < 0) {
 		teardown(&d);
@@ -481,6 +514,17 @@ int main(int argc, char **argv)
 		teardown(&d);
 		die("cannot serve the control socket %s: %s", d.socket,
 		    strerror(-ret));
+	}
+	struct txcmd_config tcc = {
+		.control = d.ctl,
+		.tx = d.tx,
+		.cache_deadline = fs_cache_deadline,
+		.cache_arg = d.fs,
+	};
+	ret = txcmd_start(&tcc, &d.txcmd);
+	if (ret < 0) {
+		teardown(&d);
+		die("cannot serve the transaction verbs: %s", strerror(-ret));
 	}
 
 	if (!d.opt.foreground)

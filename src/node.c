@@ -85,6 +85,8 @@ struct node {
 	struct stm_tvar nlookup;
 	struct stm_tvar next; /* hash chain */
 	struct stm_tvar in_table;
+	struct stm_tvar
+	    name; /* struct node_name *, or NULL; see node_set_name */
 
 	/* Guarded by the fd shard's lock, see invariant (5). */
 	int fd;
@@ -92,6 +94,25 @@ struct node {
 	bool permanent; /* the descriptor is never evicted */
 	struct node *lru_prev, *lru_next;
 };
+
+/*
+ * The name a regular file of the base view was last looked up by: its
+ * parent's handle (NULL for the root) and the name.  Immutable; replaced
+ * copy-on-write and retired through the STM.
+ */
+struct node_name {
+	struct handle *parent;
+	char name[];
+};
+
+static void node_name_free(void *p)
+{
+	struct node_name *nn = p;
+
+	if (nn != NULL)
+		handle_free(nn->parent);
+	free(nn);
+}
 
 struct node_table {
 	struct stm_tvar *buckets; /* chain heads; guarded by the STM */
@@ -192,6 +213,7 @@ static void node_init(struct node_table *t, struct node *n, uint64_t view,
 	stm_tvar_init(&n->nlookup, 0);
 	stm_tvar_init(&n->next, 0);
 	stm_tvar_init(&n->in_table, 0);
+	stm_tvar_init(&n->name, 0);
 	n->fd = -1;
 	n->pins = 0;
 	n->permanent = false;
@@ -226,6 +248,7 @@ static void node_free(void *p)
 	struct node *n = p;
 
 	node_release_fd(n);
+	node_name_free((struct node_name *)stm_peek(&n->name));
 	handle_free(n->handle);
 	atomic_fetch_sub(&n->table->nnodes, 1);
 	free(n);
@@ -440,16 +463,23 @@ int node_stat(int dirfd, const char *name, int flags, struct stat *st,
 int node_ref(struct node_table *t, const struct node_key *key,
 	     struct node **out)
 {
+	return node_ref_view(t, NODE_VIEW_BASE, key, out);
+}
+
+int node_ref_view(struct node_table *t, uint64_t view,
+		  const struct node_key *key, struct node **out)
+{
 	struct ref_args a = {
 		.t = t,
-		.view = NODE_VIEW_BASE,
+		.view = view,
 		.key = key,
 		.insert = NULL,
 	};
 	int ret;
 
 	if (key->ino == t->root.ino && key->dev == t->root.dev) {
-		/* The root is not in the hash; the kernel never forgets it. */
+		/* The root is not in the hash; the kernel never forgets it,
+		 * and every view shares it. */
 		*out = &t->root;
 		return 0;
 	}
@@ -465,15 +495,21 @@ int node_ref(struct node_table *t, const struct node_key *key,
 int node_ref_fd(struct node_table *t, int fd, const struct node_key *key,
 		struct node **out)
 {
+	return node_ref_fd_view(t, NODE_VIEW_BASE, fd, key, out);
+}
+
+int node_ref_fd_view(struct node_table *t, uint64_t view, int fd,
+		     const struct node_key *key, struct node **out)
+{
 	struct ref_args a = {
 		.t = t,
-		.view = NODE_VIEW_BASE,
+		.view = view,
 		.key = key,
 	};
 	struct node *n;
 	int ret;
 
-	ret = node_ref(t, key, out);
+	ret = node_ref_view(t, view, key, out);
 	if (ret != -ENOENT) {
 		close(fd);
 		return ret;
@@ -485,7 +521,7 @@ int node_ref_fd(struct node_table *t, int fd, const struct node_key *key,
 		close(fd);
 		return -ENOMEM;
 	}
-	node_init(t, n, NODE_VIEW_BASE, key);
+	node_init(t, n, view, key);
 	ret = handle_from_fd(fd, &n->handle);
 	if (ret == -EOPNOTSUPP) {
 		/* No handle: the node keeps this descriptor for its life,
@@ -543,12 +579,21 @@ int node_lookup(struct node_table *t, int dirfd, const char *name,
 		struct stat *st, struct node **out)
 {
 	struct node_key key;
-	int fd, ret;
+	int ret;
 
 	ret = node_stat(dirfd, name, AT_SYMLINK_NOFOLLOW, st, &key);
 	if (ret < 0)
 		return ret;
-	ret = node_ref(t, &key, out);
+	return node_ref_at(t, dirfd, name, &key, st, out);
+}
+
+int node_ref_at(struct node_table *t, int dirfd, const char *name,
+		const struct node_key *seen, struct stat *st, struct node **out)
+{
+	struct node_key key;
+	int fd, ret;
+
+	ret = node_ref(t, seen, out);
 	if (ret != -ENOENT)
 		return ret;
 	/* A new object: stat what was opened, not the name again. */
@@ -753,6 +798,148 @@ int node_open(struct node_table *t, struct node *n, int flags)
 		fd = -errno;
 	node_fd_put(t, n);
 	return fd;
+}
+
+uint64_t node_view(const struct node *n)
+{
+	return n->view;
+}
+
+void node_get_key(const struct node *n, struct node_key *key)
+{
+	key->dev = n->dev;
+	key->ino = n->ino;
+	key->type = n->type;
+	key->birth = n->birth;
+}
+
+struct name_args {
+	struct node *n;
+	struct node_name *fresh; /* to publish, or NULL to only compare */
+	struct handle *parent;
+	const char *name;
+	bool same;
+};
+
+static int name_body(struct stm_tx *tx, void *arg)
+{
+	struct name_args *a = arg;
+	struct node_name *cur;
+
+	STM_LOADP(tx, &a->n->name, &cur);
+	a->same = cur != NULL && strcmp(cur->name, a->name) == 0 &&
+		  ((cur->parent == NULL && a->parent == NULL) ||
+		   (cur->parent != NULL && a->parent != NULL &&
+		    handle_equal(cur->parent, a->parent)));
+	if (a->same || a->fresh == NULL)
+		return 0;
+	stm_write(tx, &a->n->name, (uintptr_t)a->fresh);
+	if (cur != NULL)
+		stm_retire(tx, cur, node_name_free);
+	return 0;
+}
+
+int node_set_name(struct node_table *t, struct node *n, struct node *parent,
+		  const char *name)
+{
+	struct name_args a = {
+		.n = n,
+		.parent = node_is_root(parent) ? NULL : parent->handle,
+		.name = name,
+	};
+	size_t len = strlen(name);
+	int ret;
+
+	(void)t;
+	if (n->view != NODE_VIEW_BASE || n->type != S_IFREG ||
+	    (a.parent == NULL && !node_is_root(parent)))
+		return 0;
+	/* Most lookups repeat the name already recorded: compare first. */
+	ret = stm_atomically(name_body, &a, STM_RO);
+	if (ret < 0 || a.same)
+		return ret;
+	a.fresh = malloc(sizeof(*a.fresh) + len + 1);
+	if (a.fresh == NULL)
+		return -ENOMEM;
+	memcpy(a.fresh->name, name, len + 1);
+	a.fresh->parent = NULL;
+	if (a.parent != NULL) {
+		a.fresh->parent = handle_dup(a.parent);
+		if (a.fresh->parent == NULL) {
+			free(a.fresh);
+			return -ENOMEM;
+		}
+	}
+	ret = stm_atomically(name_body, &a, 0);
+	if (ret < 0 || a.same)
+		node_name_free(a.fresh);
+	return ret;
+}
+
+struct get_name_args {
+	struct node *n;
+	char *buf;
+	size_t len;
+	struct handle *parent; /* a private copy */
+	bool found, fits;
+};
+
+static int get_name_body(struct stm_tx *tx, void *arg)
+{
+	struct get_name_args *a = arg;
+	struct node_name *cur;
+
+	STM_LOADP(tx, &a->n->name, &cur);
+	a->found = cur != NULL;
+	if (cur == NULL)
+		return 0;
+	a->fits = strlen(cur->name) < a->len;
+	if (a->fits)
+		strcpy(a->buf, cur->name);
+	/* The record is immutable and safe until this attempt ends. */
+	handle_free(a->parent);
+	a->parent = cur->parent != NULL ? handle_dup(cur->parent) : NULL;
+	if (cur->parent != NULL && a->parent == NULL)
+		return -ENOMEM;
+	return 0;
+}
+
+int node_get_name(struct node_table *t, struct node *n, int *dirfd, char *buf,
+		  size_t len)
+{
+	struct get_name_args a = { .n = n, .buf = buf, .len = len };
+	int ret, fd;
+
+	ret = stm_atomically(get_name_body, &a, STM_RO);
+	if (ret < 0)
+		goto out_free;
+	if (!a.found) {
+		ret = -ENOENT;
+		goto out_free;
+	}
+	if (!a.fits) {
+		ret = -ENAMETOOLONG;
+		goto out_free;
+	}
+	if (a.parent != NULL) {
+		fd = handle_open(a.parent, O_PATH | O_DIRECTORY);
+	} else {
+		int rfd = node_fd_get(t, &t->root);
+		fd = rfd < 0 ? rfd : fcntl(rfd, F_DUPFD_CLOEXEC, 0);
+		if (rfd >= 0 && fd < 0)
+			fd = -errno;
+		if (rfd >= 0)
+			node_fd_put(t, &t->root);
+	}
+	if (fd < 0) {
+		ret = fd;
+		goto out_free;
+	}
+	*dirfd = fd;
+	ret = 0;
+out_free:
+	handle_free(a.parent);
+	return ret;
 }
 
 size_t node_count(struct node_table *t)

@@ -26,7 +26,11 @@
 struct node;
 struct node_table;
 
-/* Views.  Only the base view exists so far. */
+/*
+ * Views.  View 0 is the base (committed) view; a transaction's view is
+ * numbered by its transaction id.  Nodes of a transaction's view stand for
+ * its shadows and are keyed by the base object they shadow.
+ */
 enum { NODE_VIEW_BASE = 0 };
 
 /* Lifecycle */
@@ -78,6 +82,10 @@ struct node_key {
 int node_stat(int dirfd, const char *name, int flags, struct stat *st,
 	      struct node_key *key);
 
+/* The node's view, and the key it was published under. */
+uint64_t node_view(const struct node *n);
+void node_get_key(const struct node *n, struct node_key *key);
+
 /* Lookup references */
 
 /*
@@ -88,6 +96,15 @@ int node_stat(int dirfd, const char *name, int flags, struct stat *st,
  */
 int node_ref(struct node_table *t, const struct node_key *key,
 	     struct node **out);
+
+/* As node_ref, in the given view. */
+int node_ref_view(struct node_table *t, uint64_t view,
+		  const struct node_key *key, struct node **out);
+
+/* As node_ref_fd, in the given view (key names the object the node
+ * stands for in that view; fd is the object actually opened). */
+int node_ref_fd_view(struct node_table *t, uint64_t view, int fd,
+		     const struct node_key *key, struct node **out);
 
 /*
  * Finds or creates the node for the object open at fd (normally O_PATH, as
@@ -107,6 +124,16 @@ int node_ref_fd(struct node_table *t, int fd, const struct node_key *key,
 int node_lookup(struct node_table *t, int dirfd, const char *name,
 		struct stat *st, struct node **out);
 
+/*
+ * The second half of node_lookup: takes a reference on the base node for
+ * seen, the key node_stat found for name in dirfd, building the node from
+ * a fresh O_PATH descriptor when the table has none (st is then refreshed
+ * from what was opened).  Returns 0 or -errno.
+ */
+int node_ref_at(struct node_table *t, int dirfd, const char *name,
+		const struct node_key *seen, struct stat *st,
+		struct node **out);
+
 /* Drops nlookup references (FUSE forget); frees the node at zero. */
 void node_forget(struct node_table *t, struct node *n, uint64_t nlookup);
 
@@ -115,6 +142,21 @@ void node_forget(struct node_table *t, struct node *n, uint64_t nlookup);
  * so a later object that reuses the inode number gets a node of its own.
  */
 void node_mark_dead(struct node_table *t, dev_t dev, ino_t ino);
+
+/*
+ * Names.  A regular file of the base view remembers the name it was last
+ * looked up by (parent directory and name), so that a transaction that
+ * copies it up knows where to publish its new content.  node_set_name
+ * records it (cheaply when unchanged; other nodes are ignored);
+ * node_get_name opens the parent (O_PATH, owned by the caller) into
+ * *dirfd and copies the name into buf.  Both return 0 or -errno
+ * (node_get_name: -ENOENT when no name was recorded, -ESTALE when the
+ * parent is gone).
+ */
+int node_set_name(struct node_table *t, struct node *n, struct node *parent,
+		  const char *name);
+int node_get_name(struct node_table *t, struct node *n, int *dirfd, char *buf,
+		  size_t len);
 
 /* Descriptors */
 

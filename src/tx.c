@@ -1,0 +1,1811 @@
+/*
+ * tx.c: transactions, their shadows, commit and abort (see tx.h).
+ *
+ * Data: the table holds a list of transactions and a hash of shadows keyed
+ * by the base object (dev, ino) they copy.  A shadow is a regular file in
+ * the transaction's directory, STATEDIR/tx-ID/N, with the base file's data
+ * and attributes at the moment of its copy-up and every change the members
+ * made since.  Everything reachable from the table is guarded by the STM;
+ * records are immutable except for their tvars, and are retired through
+ * the STM, so readers never see freed memory.
+ *
+ * Transaction states, and the function behind each transition:
+ *
+ *   (none)     -> OPEN        [tx_begin]
+ *   OPEN       -> COMMITTING  [tx_commit: start_body]
+ *   COMMITTING -> OPEN        [tx_commit: the journal could not be written]
+ *   COMMITTING -> DONE        [tx_commit: finish (applied), or a conflict]
+ *   OPEN       -> ABORTING    [tx_abort: start_body]
+ *   ABORTING   -> DONE        [tx_abort: finish]
+ *
+ * Shadow states:
+ *
+ *   (none)    -> COPYING    [tx_copy_up: claim_body, before any I/O]
+ *   COPYING   -> READY      [tx_copy_up: ready_body, the copy is complete]
+ *   COPYING   -> (removed)  [tx_copy_up: the copy failed or the tx ended]
+ *   READY     -> PUBLISHED  [tx_commit: flip_body, all of a tx at once]
+ *   READY, PUBLISHED -> (removed) [finish: commit applied, or abort]
+ *
+ * Invariants:
+ *  (1) A transaction has at most one shadow per base object; a shadow is
+ *      on its transaction's list and in the hash exactly while it is not
+ *      removed.
+ *  (2) ncopying counts the transaction's COPYING shadows and nready its
+ *      READY and PUBLISHED ones.  Commit and abort wait for ncopying to
+ *      reach 0 after leaving OPEN, and no shadow enters COPYING unless its
+ *      transaction is OPEN, so from then on the shadow list is theirs.
+ *  (3) PUBLISHED shadows belong to a COMMITTING transaction whose commit
+ *      record is durable in the journal.
+ *  (4) A shadow's immutable fields are written before the STM write that
+ *      makes it READY; readers look at them only when they read READY or
+ *      PUBLISHED (the STM's release/acquire orders them).
+ *  (5) live counts the shadows in the hash; it is raised before a shadow
+ *      is published and lowered after it is removed, so a zero read by
+ *      tx_note_base_write means no copy-up had started when the write
+ *      completed.
+ *  (6) No STM body does I/O.  Copies, fsync, renames and the journal run
+ *      between bodies, on private objects or on objects this thread owns
+ *      by invariant (2).
+ */
+#include "config.h"
+
+#include "tx.h"
+
+#include "handle.h"
+#include "journal.h"
+#include "log.h"
+#include "membership.h"
+#include "statedir.h"
+#include "stm.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TX_BUCKETS   4096
+#define TX_ID_BLOCK  1024 /* ids reserved in the journal at a time */
+#define TX_MAX_RETRY 8	  /* copies redone because the base changed */
+
+enum shadow_state { SH_COPYING, SH_READY, SH_PUBLISHED };
+
+struct tx;
+
+struct shadow {
+	/* Immutable once READY, see invariant (4). */
+	struct tx *tx;
+	struct node_key base;
+	struct stat base_st;   /* the base's attributes when copied */
+	struct handle *parent; /* the base's directory; NULL: the root */
+	char *name;	       /* the base's name in parent */
+	char *path;	       /* "/dir/name" in the mount, for messages */
+	struct handle *handle; /* the shadow file's */
+	struct node_key skey;  /* the shadow file's own identity */
+	char leaf[24];	       /* its name in the transaction's directory */
+
+	/* Guarded by the STM. */
+	struct stm_tvar state;
+	struct stm_tvar base_changed;
+	struct stm_tvar next_tx;   /* the transaction's list */
+	struct stm_tvar next_hash; /* the table's hash chain */
+};
+
+struct tx {
+	/* Immutable after tx_begin publishes it. */
+	uint64_t id;
+	uid_t owner;
+	pid_t leader;
+	char label[256];
+	int64_t started;
+	uint64_t conn;
+	int dirfd; /* STATEDIR/tx-ID; closed by whoever ends the tx */
+	char dirname[32];
+	_Atomic unsigned seq; /* names the next shadow file */
+
+	/* Guarded by the STM. */
+	struct stm_tvar state;
+	struct stm_tvar shadows;
+	struct stm_tvar ncopying;
+	struct stm_tvar nready;
+	struct stm_tvar next;
+};
+
+struct tx_table {
+	struct tx_config cfg;	     /* immutable */
+	int statedir_fd;	     /* immutable, borrowed */
+	struct stm_tvar txs;	     /* list of struct tx; the STM */
+	struct stm_tvar *buckets;    /* shadows by base key; the STM */
+	_Atomic size_t live;	     /* invariant (5) */
+	_Atomic size_t ntx;	     /* transactions not yet DONE, a hint */
+	_Atomic uint64_t generation; /* transactions ended; see tx.h */
+	pthread_mutex_t id_lock;     /* guards next_id and reserved */
+	uint64_t next_id, reserved;
+};
+
+static size_t bucket_of(dev_t dev, ino_t ino)
+{
+	uint64_t h = (uint64_t)ino * 0x9e3779b97f4a7c15ull ^ (uint64_t)dev;
+	h ^= h >> 31;
+	return (size_t)(h & (TX_BUCKETS - 1));
+}
+
+static bool same_base(const struct shadow *s, const struct node_key *k)
+{
+	return s->base.ino == k->ino && s->base.dev == k->dev &&
+	       (s->base.birth == 0 || k->birth == 0 ||
+		s->base.birth == k->birth);
+}
+
+static void shadow_free(void *p)
+{
+	struct shadow *s = p;
+
+	handle_free(s->parent);
+	handle_free(s->handle);
+	free(s->name);
+	free(s->path);
+	free(s);
+}
+
+static void tx_free(void *p)
+{
+	free(p);
+}
+
+/* ---- finding transactions --------------------------------------------- */
+
+/* Finds transaction id in the table inside a body; NULL if absent. */
+static int find_tx(struct stm_tx *stx, struct tx_table *tt, uint64_t id,
+		   struct tx **out)
+{
+	struct tx *t;
+
+	STM_LOADP(stx, &tt->txs, &t);
+	while (t != NULL && t->id != id)
+		STM_LOADP(stx, &t->next, &t);
+	*out = t;
+	return 0;
+}
+
+struct view_args {
+	struct tx_table *tt;
+	uint64_t id;
+	bool open;
+};
+
+static int view_body(struct stm_tx *stx, void *arg)
+{
+	struct view_args *a = arg;
+	struct tx *t;
+	uintptr_t state;
+	int ret;
+
+	a->open = false;
+	ret = find_tx(stx, a->tt, a->id, &t);
+	if (ret != 0 || t == NULL)
+		return ret;
+	STM_LOAD(stx, &t->state, &state);
+	a->open = state == TX_OPEN || state == TX_COMMITTING;
+	return 0;
+}
+
+int tx_of_pid(struct tx_table *tt, pid_t pid, uint64_t *id)
+{
+	return membership_classify(tt->cfg.members, pid, id);
+}
+
+int tx_view_of(struct tx_table *tt, pid_t tid, uint64_t *view)
+{
+	struct view_args a = { .tt = tt };
+	int ret;
+
+	*view = NODE_VIEW_BASE;
+	if (tid == 0 || atomic_load(&tt->ntx) == 0)
+		return 0;
+	ret = membership_classify(tt->cfg.members, tid, &a.id);
+	if (ret < 0 || a.id == 0)
+		return ret;
+	ret = stm_atomically(view_body, &a, STM_RO);
+	if (ret < 0)
+		return ret;
+	if (a.open)
+		*view = a.id;
+	return 0;
+}
+
+uint64_t tx_generation(struct tx_table *tt)
+{
+	return atomic_load(&tt->generation);
+}
+
+bool tx_any(struct tx_table *tt)
+{
+	return atomic_load(&tt->ntx) != 0;
+}
+
+/* ---- resolving lookups ------------------------------------------------- */
+
+struct resolve_args {
+	struct tx_table *tt;
+	uint64_t view;
+	const struct node_key *base;
+	struct tx_target *out;
+};
+
+/*
+ * Finds what the view shows.  The records may be retired as soon as the
+ * body ends, so everything needed is copied inside it.
+ */
+static int resolve_body(struct stm_tx *stx, void *arg)
+{
+	struct shadow *s_next;
+	struct resolve_args *a = arg;
+	struct shadow *s, *own = NULL, *published = NULL;
+	struct tx_target *out = a->out;
+	uintptr_t state;
+
+	handle_free(out->handle);
+	memset(out, 0, sizeof(*out));
+	out->kind = TX_SHOW_BASE;
+	out->key = *a->base;
+	STM_LOADP(stx, &a->tt->buckets[bucket_of(a->base->dev, a->base->ino)],
+		  &s);
+	for (; s != NULL; s = s_next) {
+		STM_LOADP(stx, &s->next_hash, &s_next);
+		if (!same_base(s, a->base))
+			continue;
+		STM_LOAD(stx, &s->state, &state);
+		if (state == SH_PUBLISHED)
+			published = s;
+		else if (state == SH_READY && s->tx->id == a->view)
+			own = s;
+	}
+	/* Read-your-writes first, then what others committed. */
+	s = own != NULL ? own : published;
+	if (s == NULL)
+		return 0;
+	out->kind = own != NULL ? TX_SHOW_SHADOW : TX_SHOW_PUBLISHED;
+	out->key = own != NULL ? *a->base : s->skey;
+	out->nlink = s->base_st.st_nlink;
+	out->handle = handle_dup(s->handle);
+	return out->handle == NULL ? -ENOMEM : 0;
+}
+
+int tx_resolve(struct tx_table *tt, uint64_t view, const struct node_key *base,
+	       struct tx_target *out)
+{
+	struct resolve_args a = {
+		.tt = tt, .view = view, .base = base, .out = out
+	};
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	out->kind = TX_SHOW_BASE;
+	out->key = *base;
+	if (atomic_load(&tt->live) == 0)
+		return 0;
+	ret = stm_atomically(resolve_body, &a, STM_RO);
+	if (ret < 0) {
+		handle_free(out->handle);
+		out->handle = NULL;
+	}
+	return ret;
+}
+
+/* ---- conflicts noted by non-member writes ------------------------------ */
+
+struct note_args {
+	struct tx_table *tt;
+	const struct node_key *key;
+};
+
+static int note_body(struct stm_tx *stx, void *arg)
+{
+	struct shadow *s_next;
+	struct note_args *a = arg;
+	struct shadow *s;
+	uintptr_t changed, state;
+
+	STM_LOADP(stx, &a->tt->buckets[bucket_of(a->key->dev, a->key->ino)],
+		  &s);
+	for (; s != NULL; s = s_next) {
+		STM_LOADP(stx, &s->next_hash, &s_next);
+		if (!same_base(s, a->key))
+			continue;
+		STM_LOAD(stx, &s->state, &state);
+		if (state == SH_PUBLISHED)
+			continue;
+		STM_LOAD(stx, &s->base_changed, &changed);
+		if (!changed)
+			stm_write(stx, &s->base_changed, 1);
+	}
+	return 0;
+}
+
+void tx_note_base_write(struct tx_table *tt, const struct node_key *key)
+{
+	struct note_args a = { .tt = tt, .key = key };
+
+	if (atomic_load(&tt->live) == 0)
+		return;
+	(void)stm_atomically(note_body, &a, 0);
+}
+
+/* ---- copying files ------------------------------------------------------ */
+
+/* Copies every byte of from into to (both at offset 0); 0 or -errno. */
+static int copy_data(int from, int to, off_t size, bool try_clone)
+{
+	loff_t in = 0, out = 0;
+
+	if (try_clone && ioctl(to, FICLONE, from) == 0)
+		return 0;
+	while (in < size) {
+		ssize_t n = copy_file_range(from, &in, to, &out,
+					    (size_t)(size - in), 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EXDEV && errno != EOPNOTSUPP &&
+			    errno != ENOSYS && errno != EINVAL)
+				return -errno;
+			/* Fall back to reading and writing. */
+			char buf[1 << 16];
+			ssize_t r = pread(from, buf, sizeof(buf), in);
+			if (r < 0)
+				return -errno;
+			if (r == 0)
+				break;
+			for (ssize_t w = 0; w < r;) {
+				ssize_t k = pwrite(to, buf + w, (size_t)(r - w),
+						   out + w);
+				if (k < 0)
+					return -errno;
+				w += k;
+			}
+			in += r;
+			out += r;
+			continue;
+		}
+		if (n == 0)
+			break; /* the source shrank: a later check notices */
+	}
+	return 0;
+}
+
+/*
+ * Makes to's extended attributes equal to from's: sets each of from's and
+ * removes those to has that from has not.  0 or -errno.
+ */
+static int copy_xattrs(int from, int to)
+{
+	char names[65536], tnames[65536], val[65536];
+	ssize_t len, tlen;
+
+	len = flistxattr(from, names, sizeof(names));
+	if (len < 0)
+		return errno == ENOTSUP ? 0 : -errno;
+	for (ssize_t i = 0; i < len; i += (ssize_t)strlen(names + i) + 1) {
+		ssize_t v = fgetxattr(from, names + i, val, sizeof(val));
+		if (v < 0)
+			return -errno;
+		if (fsetxattr(to, names + i, val, (size_t)v, 0) < 0)
+			return -errno;
+	}
+	tlen = flistxattr(to, tnames, sizeof(tnames));
+	if (tlen < 0)
+		return errno == ENOTSUP ? 0 : -errno;
+	for (ssize_t i = 0; i < tlen; i += (ssize_t)strlen(tnames + i) + 1) {
+		bool found = false;
+		for (ssize_t j = 0; j < len && !found;
+		     j += (ssize_t)strlen(names + j) + 1)
+			found = strcmp(names + j, tnames + i) == 0;
+		if (!found && fremovexattr(to, tnames + i) < 0 &&
+		    errno != ENODATA)
+			return -errno;
+	}
+	return 0;
+}
+
+/* Gives to the owner, mode, times and xattrs of st / from; 0 or -errno. */
+static int copy_meta(int from, int to, const struct stat *st)
+{
+	struct timespec times[2] = { st->st_atim, st->st_mtim };
+	int ret;
+
+	ret = copy_xattrs(from, to);
+	if (ret < 0)
+		return ret;
+	if (fchown(to, st->st_uid, st->st_gid) < 0)
+		return -errno;
+	/* After chown, which may clear set-ID bits. */
+	if (fchmod(to, st->st_mode & 07777) < 0)
+		return -errno;
+	if (futimens(to, times) < 0)
+		return -errno;
+	return 0;
+}
+
+static bool same_version(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
+	       a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
+	       a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* Builds "/dir/name" for messages from the parent's descriptor. */
+static char *mount_path(struct tx_table *tt, int dirfd, const char *name)
+{
+	char link[64], dir[PATH_MAX];
+	const char *rel = "";
+	size_t slen = strlen(tt->cfg.source_path);
+	ssize_t n;
+	char *out;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", dirfd);
+	n = readlink(link, dir, sizeof(dir) - 1);
+	if (n >= 0) {
+		dir[n] = '\0';
+		if (strncmp(dir, tt->cfg.source_path, slen) == 0 &&
+		    (dir[slen] == '/' || dir[slen] == '\0'))
+			rel = dir + slen;
+		else
+			rel = "/?";
+	}
+	if (strcmp(tt->cfg.source_path, "/") == 0 && n >= 0)
+		rel = dir;
+	if (asprintf(&out, "%s/%s", strcmp(rel, "/") == 0 ? "" : rel, name) < 0)
+		return NULL;
+	return out;
+}
+
+/* ---- copy-up ------------------------------------------------------------ */
+
+struct claim_args {
+	struct tx_table *tt;
+	uint64_t id;
+	struct shadow *fresh;
+	bool exists;
+};
+
+/* Publishes fresh as COPYING, unless the tx has a shadow already. */
+static int claim_body(struct stm_tx *stx, void *arg)
+{
+	struct claim_args *a = arg;
+	struct stm_tvar *head =
+	    &a->tt->buckets[bucket_of(a->fresh->base.dev, a->fresh->base.ino)];
+	struct shadow *s, *s_next, *first, *tfirst;
+	uintptr_t state, n;
+	struct tx *t;
+	int ret;
+
+	a->exists = false;
+	ret = find_tx(stx, a->tt, a->id, &t);
+	if (ret != 0)
+		return ret;
+	if (t == NULL)
+		return -EBUSY;
+	STM_LOAD(stx, &t->state, &state);
+	if (state != TX_OPEN)
+		return -EBUSY;
+	STM_LOADP(stx, head, &first);
+	for (s = first; s != NULL; s = s_next) {
+		STM_LOADP(stx, &s->next_hash, &s_next);
+		if (s->tx != t || !same_base(s, &a->fresh->base))
+			continue;
+		STM_LOAD(stx, &s->state, &state);
+		if (state == SH_COPYING)
+			return stm_wait(stx); /* another thread copies it */
+		a->exists = true;
+		return 0;
+	}
+	a->fresh->tx = t;
+	stm_write(stx, &a->fresh->next_hash, (uintptr_t)first);
+	stm_write(stx, head, (uintptr_t)a->fresh);
+	STM_LOADP(stx, &t->shadows, &tfirst);
+	stm_write(stx, &a->fresh->next_tx, (uintptr_t)tfirst);
+	stm_write(stx, &t->shadows, (uintptr_t)a->fresh);
+	STM_LOAD(stx, &t->ncopying, &n);
+	stm_write(stx, &t->ncopying, n + 1);
+	return 0;
+}
+
+/* Unlinks s from the hash chain and its transaction's list. */
+static int unlink_shadow(struct stm_tx *stx, struct tx_table *tt,
+			 struct shadow *s)
+{
+	struct stm_tvar *link =
+	    &tt->buckets[bucket_of(s->base.dev, s->base.ino)];
+	struct shadow *cur, *next;
+
+	for (;;) {
+		STM_LOADP(stx, link, &cur);
+		if (cur == NULL)
+			break;
+		if (cur == s) {
+			STM_LOADP(stx, &s->next_hash, &next);
+			stm_write(stx, link, (uintptr_t)next);
+			break;
+		}
+		link = &cur->next_hash;
+	}
+	link = &s->tx->shadows;
+	for (;;) {
+		STM_LOADP(stx, link, &cur);
+		if (cur == NULL)
+			break;
+		if (cur == s) {
+			STM_LOADP(stx, &s->next_tx, &next);
+			stm_write(stx, link, (uintptr_t)next);
+			break;
+		}
+		link = &cur->next_tx;
+	}
+	return 0;
+}
+
+struct ready_args {
+	struct tx_table *tt;
+	struct shadow *s;
+	bool ok;      /* the copy succeeded */
+	bool changed; /* out: the base changed while it was copied */
+	bool removed; /* out: the shadow was dropped */
+};
+
+static int ready_body(struct stm_tx *stx, void *arg)
+{
+	struct ready_args *a = arg;
+	struct tx *t = a->s->tx;
+	uintptr_t state, changed, n;
+	int ret;
+
+	a->changed = a->removed = false;
+	STM_LOAD(stx, &t->state, &state);
+	STM_LOAD(stx, &a->s->base_changed, &changed);
+	if (a->ok && state == TX_OPEN && changed) {
+		/* Copy again; clear the flag for the next attempt. */
+		stm_write(stx, &a->s->base_changed, 0);
+		a->changed = true;
+		return 0;
+	}
+	STM_LOAD(stx, &t->ncopying, &n);
+	stm_write(stx, &t->ncopying, n - 1);
+	if (a->ok && state == TX_OPEN) {
+		stm_write(stx, &a->s->state, SH_READY);
+		STM_LOAD(stx, &t->nready, &n);
+		stm_write(stx, &t->nready, n + 1);
+		return 0;
+	}
+	ret = unlink_shadow(stx, a->tt, a->s);
+	if (ret != 0)
+		return ret;
+	stm_retire(stx, a->s, shadow_free);
+	a->removed = true;
+	return 0;
+}
+
+/*
+ * Does the copy of one claimed shadow: creates its file in the transaction
+ * directory and fills it.  Fills s's immutable fields.  0 or -errno.
+ */
+static int copy_one(struct tx_table *tt, struct shadow *s, int dirfd,
+		    const char *name, bool truncate, int *shadow_fd)
+{
+	struct tx *t = s->tx;
+	struct stat now, sst;
+	int bfd, sfd, ret;
+
+	bfd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	if (bfd < 0)
+		return errno == ENOENT || errno == ELOOP ? -ESTALE : -errno;
+	if (fstat(bfd, &now) < 0) {
+		ret = -errno;
+		goto out_close_base;
+	}
+	if (now.st_dev != s->base.dev || now.st_ino != s->base.ino) {
+		ret = -ESTALE;
+		goto out_close_base;
+	}
+	s->base_st = now;
+	sfd = *shadow_fd;
+	if (sfd < 0) {
+		snprintf(s->leaf, sizeof(s->leaf), "%u",
+			 atomic_fetch_add(&t->seq, 1));
+		sfd = openat(t->dirfd, s->leaf,
+			     O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (sfd < 0) {
+			ret = -errno;
+			goto out_close_base;
+		}
+		*shadow_fd = sfd;
+	} else if (ftruncate(sfd, 0) < 0) {
+		ret = -errno;
+		goto out_close_base;
+	}
+	ret = truncate ? 0 : copy_data(bfd, sfd, now.st_size, true);
+	if (ret == 0)
+		ret = copy_meta(bfd, sfd, &now);
+	if (ret < 0)
+		goto out_close_base;
+	/* A change during the copy makes it torn: the caller copies again. */
+	if (fstat(bfd, &now) < 0) {
+		ret = -errno;
+		goto out_close_base;
+	}
+	if (!same_version(&now, &s->base_st)) {
+		ret = -EAGAIN;
+		goto out_close_base;
+	}
+	if (s->handle == NULL) {
+		ret = handle_from_fd(sfd, &s->handle);
+		if (ret < 0)
+			goto out_close_base;
+	}
+	ret = node_stat(sfd, "", AT_EMPTY_PATH, &sst, &s->skey);
+out_close_base:
+	close(bfd);
+	return ret;
+}
+
+int tx_copy_up(struct tx_table *tt, uint64_t view, struct node *n,
+	       bool truncate)
+{
+	struct claim_args c = { .tt = tt, .id = view };
+	struct ready_args r = { .tt = tt };
+	char name[NAME_MAX + 1];
+	struct shadow *s;
+	int dirfd, sfd = -1, ret;
+
+	if (node_view(n) != NODE_VIEW_BASE || node_type(n) != S_IFREG)
+		return -EINVAL;
+	ret = node_get_name(tt->cfg.nodes, n, &dirfd, name, sizeof(name));
+	if (ret < 0)
+		return ret == -ENOENT ? -ESTALE : ret;
+	s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		ret = -ENOMEM;
+		goto out_close_dir;
+	}
+	node_get_key(n, &s->base);
+	stm_tvar_init(&s->state, SH_COPYING);
+	stm_tvar_init(&s->base_changed, 0);
+	stm_tvar_init(&s->next_tx, 0);
+	stm_tvar_init(&s->next_hash, 0);
+	s->name = strdup(name);
+	s->path = mount_path(tt, dirfd, name);
+	/* The root has no handle: its parent is recorded as NULL. */
+	struct node_key rkey;
+	struct stat dst;
+	node_get_key(node_root(tt->cfg.nodes), &rkey);
+	if (fstat(dirfd, &dst) < 0) {
+		ret = -errno;
+		goto out_free_shadow;
+	}
+	if (dst.st_ino != rkey.ino || dst.st_dev != rkey.dev) {
+		ret = handle_from_fd(dirfd, &s->parent);
+		if (ret < 0)
+			goto out_free_shadow;
+	}
+	if (s->name == NULL || s->path == NULL) {
+		ret = -ENOMEM;
+		goto out_free_shadow;
+	}
+
+	/* Count the shadow before anyone can find it (invariant 5). */
+	atomic_fetch_add(&tt->live, 1);
+	c.fresh = s;
+	ret = stm_atomically(claim_body, &c, 0);
+	if (ret < 0 || c.exists) {
+		atomic_fetch_sub(&tt->live, 1);
+		goto out_free_shadow;
+	}
+
+	/*
+	 * While the shadow is COPYING its transaction cannot end (invariant
+	 * 2), so s->tx and its directory stay valid until ready_body.
+	 */
+	r.s = s;
+	for (int attempt = 0;; attempt++) {
+		ret = copy_one(tt, s, dirfd, name, truncate, &sfd);
+		if (ret == -EAGAIN && attempt < TX_MAX_RETRY)
+			continue;
+		r.ok = ret == 0;
+		if (!r.ok && sfd >= 0)
+			unlinkat(s->tx->dirfd, s->leaf, 0);
+		if (r.ok)
+			log_debug("transaction %" PRIu64 ": copied up %s", view,
+				  s->path);
+		if (stm_atomically(ready_body, &r, 0) < 0) {
+			ret = -EIO; /* cannot happen: bodies fail only so */
+			break;
+		}
+		if (r.changed && attempt < TX_MAX_RETRY)
+			continue;
+		break;
+	}
+	/* From here on s may be gone: an abort can remove it at any time. */
+	if (r.removed) {
+		if (ret == 0)
+			ret = -EBUSY; /* the transaction ended meanwhile; its
+				       * directory goes with it */
+		atomic_fetch_sub(&tt->live, 1);
+	}
+	if (sfd >= 0)
+		close(sfd);
+	close(dirfd);
+	return ret;
+
+out_free_shadow:
+	shadow_free(s);
+out_close_dir:
+	close(dirfd);
+	return ret;
+}
+
+/* ---- begin, bind -------------------------------------------------------- */
+
+/* Reads the real uid of process pid; 0 or -ESRCH. */
+static int proc_uid(pid_t pid, uid_t *uid)
+{
+	char path[64], line[256];
+	FILE *f;
+	int ret = -ESRCH;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (f == NULL)
+		return -ESRCH;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		unsigned long u;
+		if (sscanf(line, "Uid: %lu", &u) == 1) {
+			*uid = (uid_t)u;
+			ret = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return ret;
+}
+
+static int may_bind(uid_t requester, pid_t pid)
+{
+	uid_t uid;
+	int ret;
+
+	if (pid <= 0)
+		return -ESRCH;
+	ret = proc_uid(pid, &uid);
+	if (ret < 0)
+		return ret;
+	if (requester != 0 && uid != requester)
+		return -EPERM;
+	return 0;
+}
+
+/* Hands out the next id, reserving a block in the journal as needed. */
+static int next_id(struct tx_table *tt, uint64_t *id)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&tt->id_lock);
+	if (tt->next_id >= tt->reserved) {
+		ret = journal_note_txid(tt->cfg.journal,
+					tt->next_id + TX_ID_BLOCK);
+		if (ret == 0)
+			tt->reserved = tt->next_id + TX_ID_BLOCK;
+	}
+	if (ret == 0)
+		*id = tt->next_id++;
+	pthread_mutex_unlock(&tt->id_lock);
+	return ret;
+}
+
+struct push_args {
+	struct tx_table *tt;
+	struct tx *t;
+};
+
+static int push_body(struct stm_tx *stx, void *arg)
+{
+	struct push_args *a = arg;
+	struct tx *first;
+
+	STM_LOADP(stx, &a->tt->txs, &first);
+	stm_write(stx, &a->t->next, (uintptr_t)first);
+	stm_write(stx, &a->tt->txs, (uintptr_t)a->t);
+	return 0;
+}
+
+/* Removes t from the table and marks it DONE; the caller retires nothing
+ * else.  */
+static int remove_tx_body(struct stm_tx *stx, void *arg)
+{
+	struct push_args *a = arg;
+	struct stm_tvar *link = &a->tt->txs;
+	struct tx *cur, *next;
+
+	for (;;) {
+		STM_LOADP(stx, link, &cur);
+		if (cur == NULL)
+			break;
+		if (cur == a->t) {
+			STM_LOADP(stx, &cur->next, &next);
+			stm_write(stx, link, (uintptr_t)next);
+			break;
+		}
+		link = &cur->next;
+	}
+	stm_write(stx, &a->t->state, TX_DONE);
+	stm_retire(stx, a->t, tx_free);
+	return 0;
+}
+
+int tx_begin(struct tx_table *tt, uid_t requester, pid_t leader,
+	     const char *label, uint64_t conn, uint64_t *id)
+{
+	struct push_args p = { .tt = tt };
+	struct timespec now;
+	struct tx *t;
+	int ret;
+
+	ret = may_bind(requester, leader);
+	if (ret < 0)
+		return ret;
+	t = calloc(1, sizeof(*t));
+	if (t == NULL)
+		return -ENOMEM;
+	ret = next_id(tt, &t->id);
+	if (ret < 0)
+		goto out_free;
+	t->owner = requester;
+	t->leader = leader;
+	snprintf(t->label, sizeof(t->label), "%s", label != NULL ? label : "");
+	clock_gettime(CLOCK_REALTIME, &now);
+	t->started = now.tv_sec;
+	t->conn = conn;
+	atomic_init(&t->seq, 1);
+	stm_tvar_init(&t->state, TX_OPEN);
+	stm_tvar_init(&t->shadows, 0);
+	stm_tvar_init(&t->ncopying, 0);
+	stm_tvar_init(&t->nready, 0);
+	stm_tvar_init(&t->next, 0);
+	snprintf(t->dirname, sizeof(t->dirname), "tx-%" PRIu64, t->id);
+	if (mkdirat(tt->statedir_fd, t->dirname, 0700) < 0) {
+		ret = -errno;
+		goto out_free;
+	}
+	t->dirfd = openat(tt->statedir_fd, t->dirname,
+			  O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (t->dirfd < 0) {
+		ret = -errno;
+		goto out_rmdir;
+	}
+	atomic_fetch_add(&tt->ntx, 1);
+	p.t = t;
+	ret = stm_atomically(push_body, &p, 0);
+	if (ret < 0)
+		goto out_uncount;
+	ret = membership_bind(tt->cfg.members, leader, t->id);
+	if (ret < 0) {
+		(void)stm_atomically(remove_tx_body, &p, 0);
+		atomic_fetch_sub(&tt->ntx, 1);
+		close(t->dirfd);
+		unlinkat(tt->statedir_fd, t->dirname, AT_REMOVEDIR);
+		return ret;
+	}
+	*id = t->id;
+	log_info("transaction %" PRIu64 " begun by uid %u for pid %d%s%s",
+		 t->id, (unsigned)requester, (int)leader,
+		 t->label[0] ? ", label " : "", t->label);
+	return 0;
+
+out_uncount:
+	atomic_fetch_sub(&tt->ntx, 1);
+	close(t->dirfd);
+out_rmdir:
+	unlinkat(tt->statedir_fd, t->dirname, AT_REMOVEDIR);
+out_free:
+	free(t);
+	return ret;
+}
+
+struct auth_args {
+	struct tx_table *tt;
+	uint64_t id;
+	uid_t requester;
+	struct tx *t;
+	enum tx_state from, to;
+	bool check_only;
+};
+
+/* Finds id, checks the requester, and moves it from one state to another. */
+static int start_body(struct stm_tx *stx, void *arg)
+{
+	struct auth_args *a = arg;
+	uintptr_t state;
+	int ret;
+
+	ret = find_tx(stx, a->tt, a->id, &a->t);
+	if (ret != 0)
+		return ret;
+	if (a->t == NULL)
+		return -ENOENT;
+	if (a->requester != 0 && a->requester != a->t->owner)
+		return -EPERM;
+	STM_LOAD(stx, &a->t->state, &state);
+	if (state != a->from)
+		return state == TX_DONE ? -ENOENT : -EBUSY;
+	if (!a->check_only)
+		stm_write(stx, &a->t->state, a->to);
+	return 0;
+}
+
+int tx_bind(struct tx_table *tt, uint64_t id, uid_t requester, pid_t pid)
+{
+	struct auth_args a = {
+		.tt = tt,
+		.id = id,
+		.requester = requester,
+		.from = TX_OPEN,
+		.check_only = true,
+	};
+	int ret;
+
+	ret = stm_atomically(start_body, &a, STM_RO);
+	if (ret < 0)
+		return ret;
+	ret = may_bind(requester, pid);
+	if (ret < 0)
+		return ret;
+	return membership_bind(tt->cfg.members, pid, id);
+}
+
+/* ---- ending transactions ------------------------------------------------ */
+
+static int wait_copies_body(struct stm_tx *stx, void *arg)
+{
+	struct tx *t = arg;
+	uintptr_t n;
+
+	STM_LOAD(stx, &t->ncopying, &n);
+	return n == 0 ? 0 : stm_wait(stx);
+}
+
+struct snap_args {
+	struct tx *t;
+	struct shadow **v;
+	size_t n, cap;
+};
+
+/* Collects the transaction's READY shadows (ncopying is 0). */
+static int snap_body(struct stm_tx *stx, void *arg)
+{
+	struct shadow *s_next;
+	struct snap_args *a = arg;
+	struct shadow *s;
+	uintptr_t n;
+
+	STM_LOAD(stx, &a->t->nready, &n);
+	a->n = 0;
+	if (n > a->cap)
+		return -ENOSPC; /* the caller grows v and runs again */
+	STM_LOADP(stx, &a->t->shadows, &s);
+	for (; s != NULL; s = s_next) {
+		STM_LOADP(stx, &s->next_tx, &s_next);
+		if (a->n < a->cap)
+			a->v[a->n++] = s;
+	}
+	return 0;
+}
+
+static int snapshot(struct tx *t, struct snap_args *a)
+{
+	int ret;
+
+	a->t = t;
+	for (;;) {
+		ret = stm_atomically(snap_body, a, STM_RO);
+		if (ret != -ENOSPC)
+			return ret;
+		size_t cap = a->cap * 2 + 16;
+		struct shadow **v = realloc(a->v, cap * sizeof(*v));
+		if (v == NULL)
+			return -ENOMEM;
+		a->v = v;
+		a->cap = cap;
+	}
+}
+
+struct drop_args {
+	struct tx_table *tt;
+	struct tx *t;
+};
+
+/* Removes every shadow of t and t itself. */
+static int drop_body(struct stm_tx *stx, void *arg)
+{
+	struct drop_args *a = arg;
+	struct push_args p = { .tt = a->tt, .t = a->t };
+	struct shadow *s, *next;
+	int ret;
+
+	STM_LOADP(stx, &a->t->shadows, &s);
+	while (s != NULL) {
+		STM_LOADP(stx, &s->next_tx, &next);
+		ret = unlink_shadow(stx, a->tt, s);
+		if (ret != 0)
+			return ret;
+		stm_retire(stx, s, shadow_free);
+		s = next;
+	}
+	return remove_tx_body(stx, &p);
+}
+
+/* Empties and removes the transaction's directory; closes its fd. */
+static void remove_dir(struct tx_table *tt, struct tx *t)
+{
+	int fd = fcntl(t->dirfd, F_DUPFD_CLOEXEC, 0);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *e;
+
+	if (d == NULL && fd >= 0)
+		close(fd);
+	while (d != NULL && (e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (unlinkat(t->dirfd, e->d_name, 0) < 0)
+			log_warn("cannot remove %s/%s/%s: %s",
+				 statedir_path(tt->cfg.state), t->dirname,
+				 e->d_name, strerror(errno));
+	}
+	if (d != NULL)
+		closedir(d);
+	close(t->dirfd);
+	if (unlinkat(tt->statedir_fd, t->dirname, AT_REMOVEDIR) < 0)
+		log_warn("cannot remove %s/%s: %s",
+			 statedir_path(tt->cfg.state), t->dirname,
+			 strerror(errno));
+	fsync(tt->statedir_fd);
+}
+
+/* Ends t, whose state this thread owns (COMMITTING or ABORTING). */
+static void finish(struct tx_table *tt, struct tx *t)
+{
+	struct drop_args d = { .tt = tt, .t = t };
+	struct snap_args a = { 0 };
+	struct tx gone;
+	size_t n;
+
+	/* Count the shadows leaving the hash (invariant 5). */
+	if (snapshot(t, &a) == 0)
+		n = a.n;
+	else
+		n = 0;
+	free(a.v);
+	membership_release(tt->cfg.members, t->id);
+	/* t is retired by drop_body: keep what remove_dir needs. */
+	gone.dirfd = t->dirfd;
+	memcpy(gone.dirname, t->dirname, sizeof(gone.dirname));
+	(void)stm_atomically(drop_body, &d, 0);
+	atomic_fetch_add(&tt->generation, 1);
+	atomic_fetch_sub(&tt->live, n);
+	remove_dir(tt, &gone);
+	atomic_fetch_sub(&tt->ntx, 1);
+}
+
+int tx_abort(struct tx_table *tt, uint64_t id, uid_t requester)
+{
+	struct auth_args a = {
+		.tt = tt,
+		.id = id,
+		.requester = requester,
+		.from = TX_OPEN,
+		.to = TX_ABORTING,
+	};
+	int ret;
+
+	ret = stm_atomically(start_body, &a, 0);
+	if (ret < 0)
+		return ret;
+	(void)stm_atomically(wait_copies_body, a.t, 0);
+	finish(tt, a.t);
+	log_info("transaction %" PRIu64 " aborted", id);
+	return 0;
+}
+
+void tx_conflicts_clear(struct tx_conflicts *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		free(c->paths[i]);
+	free(c->paths);
+	c->paths = NULL;
+	c->n = 0;
+}
+
+static int add_conflict(struct tx_conflicts *c, const char *path)
+{
+	char **v = realloc(c->paths, (c->n + 1) * sizeof(*v));
+
+	if (v == NULL)
+		return -ENOMEM;
+	c->paths = v;
+	c->paths[c->n] = strdup(path);
+	if (c->paths[c->n] == NULL)
+		return -ENOMEM;
+	c->n++;
+	return 0;
+}
+
+/* Syncs the directory open (O_PATH) at pfd; 0 or -errno. */
+static int fsync_dir(int pfd)
+{
+	int fd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int ret = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+/* Opens the shadow's base directory (O_PATH); the root when NULL. */
+static int open_parent(struct tx_table *tt, const struct shadow *s)
+{
+	if (s->parent != NULL)
+		return handle_open(s->parent, O_PATH | O_DIRECTORY);
+	int rfd = node_fd_get(tt->cfg.nodes, node_root(tt->cfg.nodes));
+	int fd = rfd < 0 ? rfd : fcntl(rfd, F_DUPFD_CLOEXEC, 0);
+	if (rfd >= 0 && fd < 0)
+		fd = -errno;
+	if (rfd >= 0)
+		node_fd_put(tt->cfg.nodes, node_root(tt->cfg.nodes));
+	return fd;
+}
+
+struct changed_args {
+	struct shadow *s;
+	bool changed;
+};
+
+static int changed_body(struct stm_tx *stx, void *arg)
+{
+	struct changed_args *a = arg;
+	uintptr_t v;
+
+	STM_LOAD(stx, &a->s->base_changed, &v);
+	a->changed = v != 0;
+	return 0;
+}
+
+/*
+ * Checks that the base object s copied is unchanged and still at its name;
+ * fills *cur with its attributes now.  Returns 0, 1 for a conflict, or
+ * -errno.
+ */
+static int check_base(struct tx_table *tt, struct shadow *s, int pfd,
+		      struct stat *cur)
+{
+	struct changed_args c = { .s = s };
+	int ret;
+
+	ret = stm_atomically(changed_body, &c, STM_RO);
+	if (ret < 0)
+		return ret;
+	if (c.changed)
+		return 1;
+	(void)tt;
+	if (fstatat(pfd, s->name, cur, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 1 : -errno;
+	return same_version(cur, &s->base_st) ? 0 : 1;
+}
+
+struct flip_args {
+	struct shadow **v;
+	size_t n;
+};
+
+static int flip_body(struct stm_tx *stx, void *arg)
+{
+	struct flip_args *a = arg;
+
+	for (size_t i = 0; i < a->n; i++)
+		stm_write(stx, &a->v[i]->state, SH_PUBLISHED);
+	return 0;
+}
+
+/* Writes the shadow's data and attributes into the base inode. */
+static int write_into(int sfd, int pfd, const char *name,
+		      const struct node_key *base)
+{
+	struct stat sst, bst;
+	int bfd, ret;
+
+	bfd = openat(pfd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	if (bfd < 0)
+		return -errno;
+	if (fstat(bfd, &bst) < 0 || fstat(sfd, &sst) < 0) {
+		ret = -errno;
+		goto out_close;
+	}
+	if (bst.st_ino != base->ino || bst.st_dev != base->dev) {
+		ret = -ESTALE;
+		goto out_close;
+	}
+	if (ftruncate(bfd, 0) < 0) {
+		ret = -errno;
+		goto out_close;
+	}
+	ret = copy_data(sfd, bfd, sst.st_size, false);
+	if (ret == 0)
+		ret = copy_meta(sfd, bfd, &sst);
+	if (ret == 0 && fsync(bfd) < 0)
+		ret = -errno;
+out_close:
+	close(bfd);
+	return ret;
+}
+
+int tx_commit(struct tx_table *tt, uint64_t id, uid_t requester,
+	      size_t *changes, struct tx_conflicts *conflicts)
+{
+	struct auth_args a = {
+		.tt = tt,
+		.id = id,
+		.requester = requester,
+		.from = TX_OPEN,
+		.to = TX_COMMITTING,
+	};
+	struct snap_args snap = { 0 };
+	struct journal_change *jc = NULL;
+	char(*shadows)[64] = NULL;
+	int *pfds = NULL;
+	bool *into = NULL;
+	struct tx *t;
+	int ret;
+
+	memset(conflicts, 0, sizeof(*conflicts));
+	*changes = 0;
+	ret = stm_atomically(start_body, &a, 0);
+	if (ret < 0)
+		return ret;
+	t = a.t;
+	(void)stm_atomically(wait_copies_body, t, 0);
+	ret = snapshot(t, &snap);
+	if (ret < 0)
+		goto out_reopen;
+	pfds = calloc(snap.n + 1, sizeof(*pfds));
+	into = calloc(snap.n + 1, sizeof(*into));
+	jc = calloc(snap.n + 1, sizeof(*jc));
+	if (pfds == NULL || into == NULL || jc == NULL) {
+		ret = -ENOMEM;
+		goto out_reopen;
+	}
+	for (size_t i = 0; i < snap.n; i++)
+		pfds[i] = -1;
+
+	/* 1. Flush the shadows' data and the directory that holds them. */
+	for (size_t i = 0; i < snap.n; i++) {
+		int fd = openat(t->dirfd, snap.v[i]->leaf,
+				O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0 || fsync(fd) < 0) {
+			ret = -errno;
+			if (fd >= 0)
+				close(fd);
+			goto out_reopen;
+		}
+		close(fd);
+	}
+	if (fsync(t->dirfd) < 0) {
+		ret = -errno;
+		goto out_reopen;
+	}
+
+	/* 2. First committer wins: every base must be as it was copied. */
+	for (size_t i = 0; i < snap.n; i++) {
+		struct shadow *s = snap.v[i];
+		struct stat cur;
+		pfds[i] = open_parent(tt, s);
+		ret = pfds[i] < 0 ? 1 : check_base(tt, s, pfds[i], &cur);
+		if (ret < 0)
+			goto out_reopen;
+		if (ret == 1) {
+			ret = add_conflict(conflicts, s->path);
+			if (ret < 0)
+				goto out_reopen;
+			continue;
+		}
+		into[i] = cur.st_nlink > 1;
+	}
+	if (conflicts->n > 0) {
+		log_info("transaction %" PRIu64 " conflicts on %zu object(s), "
+			 "first %s; aborted",
+			 id, conflicts->n, conflicts->paths[0]);
+		ret = -ECANCELED;
+		goto out_finish;
+	}
+
+	/* 3. The durability point: one journal record with every change. */
+	shadows = calloc(snap.n + 1, sizeof(*shadows));
+	if (shadows == NULL) {
+		ret = -ENOMEM;
+		goto out_reopen;
+	}
+	for (size_t i = 0; i < snap.n; i++) {
+		struct shadow *s = snap.v[i];
+		size_t hlen = 0;
+		snprintf(shadows[i], sizeof(shadows[i]), "%s/%s", t->dirname,
+			 s->leaf);
+		jc[i].kind = into[i] ? JOURNAL_WRITE_INTO : JOURNAL_REPLACE;
+		jc[i].shadow = shadows[i];
+		jc[i].parent =
+		    s->parent != NULL ? handle_bytes(s->parent, &hlen) : NULL;
+		jc[i].parent_len = hlen;
+		jc[i].name = s->name;
+		jc[i].base_dev = s->base.dev;
+		jc[i].base_ino = s->base.ino;
+		jc[i].mode = s->base_st.st_mode;
+		jc[i].path = s->path;
+	}
+	ret = snap.n == 0 ? 0
+			  : journal_commit(tt->cfg.journal, id, t->owner,
+					   t->label, jc, snap.n);
+	if (ret < 0) {
+		log_err("transaction %" PRIu64 ": cannot write the journal: %s",
+			id, strerror(-ret));
+		goto out_reopen;
+	}
+
+	/* 4. Readers through the mount see every change at once. */
+	struct flip_args f = { .v = snap.v, .n = snap.n };
+	(void)stm_atomically(flip_body, &f, 0);
+
+	/* 5. Apply to SOURCE, then make the directories durable. */
+	for (size_t i = 0; i < snap.n; i++) {
+		struct shadow *s = snap.v[i];
+		int r;
+		if (into[i]) {
+			int sfd = openat(t->dirfd, s->leaf,
+					 O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+			r = sfd < 0
+				? -errno
+				: write_into(sfd, pfds[i], s->name, &s->base);
+			if (sfd >= 0)
+				close(sfd);
+		} else {
+			r = renameat(t->dirfd, s->leaf, pfds[i], s->name) < 0
+				? -errno
+				: 0;
+			if (r == 0)
+				node_mark_dead(tt->cfg.nodes, s->base.dev,
+					       s->base.ino);
+		}
+		if (r < 0)
+			log_err("transaction %" PRIu64 ": cannot publish %s: "
+				"%s (the journal keeps it for recovery)",
+				id, s->path, strerror(-r));
+		else
+			(*changes)++;
+	}
+	bool all = *changes == snap.n;
+	for (size_t i = 0; i < snap.n; i++) {
+		bool seen = false;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = snap.v[j]->parent == NULL
+				   ? snap.v[i]->parent == NULL
+				   : snap.v[i]->parent != NULL &&
+					 handle_equal(snap.v[i]->parent,
+						      snap.v[j]->parent);
+		if (!seen && fsync_dir(pfds[i]) < 0)
+			all = false;
+	}
+	if (all && snap.n > 0 && journal_mark_applied(tt->cfg.journal, id) < 0)
+		log_warn("transaction %" PRIu64 ": cannot mark the journal "
+			 "record applied",
+			 id);
+	log_info("transaction %" PRIu64 " committed (%zu object(s))", id,
+		 snap.n);
+	ret = 0;
+
+out_finish:
+	for (size_t i = 0; i < snap.n; i++)
+		if (pfds[i] >= 0)
+			close(pfds[i]);
+	finish(tt, t);
+	goto out_free;
+
+out_reopen:
+	/* Nothing is durable yet: the transaction stays open. */
+	if (pfds != NULL)
+		for (size_t i = 0; i < snap.n; i++)
+			if (pfds[i] >= 0)
+				close(pfds[i]);
+	a.from = TX_COMMITTING;
+	a.to = TX_OPEN;
+	a.requester = 0;
+	(void)stm_atomically(start_body, &a, 0);
+	log_err("transaction %" PRIu64 ": commit failed: %s", id,
+		strerror(-ret));
+out_free:
+	free(snap.v);
+	free(pfds);
+	free(into);
+	free(jc);
+	free(shadows);
+	return ret;
+}
+
+/* ---- introspection ------------------------------------------------------ */
+
+struct list_args {
+	struct tx_table *tt;
+	struct tx_info *out;
+	size_t max, n;
+	uint64_t only; /* 0: all */
+	uint64_t conn; /* find by connection */
+};
+
+static int list_body(struct stm_tx *stx, void *arg)
+{
+	struct tx *t_next;
+	struct list_args *a = arg;
+	struct tx *t;
+	uintptr_t state, nready;
+
+	a->n = 0;
+	STM_LOADP(stx, &a->tt->txs, &t);
+	for (; t != NULL; t = t_next) {
+		STM_LOADP(stx, &t->next, &t_next);
+		if (a->only != 0 && t->id != a->only)
+			continue;
+		if (a->conn != 0 && t->conn != a->conn)
+			continue;
+		STM_LOAD(stx, &t->state, &state);
+		STM_LOAD(stx, &t->nready, &nready);
+		if (a->n < a->max) {
+			struct tx_info *i = &a->out[a->n];
+			i->id = t->id;
+			i->owner = t->owner;
+			i->leader = t->leader;
+			memcpy(i->label, t->label, sizeof(i->label));
+			i->started = t->started;
+			i->state = (enum tx_state)state;
+			i->changes = nready;
+			i->conn = t->conn;
+		}
+		a->n++;
+	}
+	return 0;
+}
+
+static int cmp_info(const void *x, const void *y)
+{
+	const struct tx_info *a = x, *b = y;
+	return a->id < b->id ? -1 : a->id > b->id;
+}
+
+size_t tx_list(struct tx_table *tt, struct tx_info *out, size_t max)
+{
+	struct list_args a = { .tt = tt, .out = out, .max = max };
+
+	if (stm_atomically(list_body, &a, STM_RO) < 0)
+		return 0;
+	size_t n = a.n < max ? a.n : max;
+	qsort(out, n, sizeof(*out), cmp_info);
+	for (size_t i = 0; i < n; i++)
+		out[i].members = membership_count(tt->cfg.members, out[i].id);
+	return a.n;
+}
+
+uint64_t tx_by_conn(struct tx_table *tt, uint64_t conn)
+{
+	struct tx_info info;
+	struct list_args a = { .tt = tt, .out = &info, .max = 1, .conn = conn };
+
+	if (conn == 0 || stm_atomically(list_body, &a, STM_RO) < 0 || a.n == 0)
+		return 0;
+	return info.state == TX_OPEN ? info.id : 0;
+}
+
+struct paths_args {
+	struct tx_table *tt;
+	uint64_t id;
+	char **paths;
+	size_t n, cap;
+};
+
+static int paths_body(struct stm_tx *stx, void *arg)
+{
+	struct shadow *s_next;
+	struct paths_args *a = arg;
+	struct shadow *s;
+	uintptr_t state;
+	struct tx *t;
+	int ret;
+
+	for (size_t i = 0; i < a->n; i++)
+		free(a->paths[i]);
+	a->n = 0;
+	ret = find_tx(stx, a->tt, a->id, &t);
+	if (ret != 0 || t == NULL)
+		return ret != 0 ? ret : -ENOENT;
+	STM_LOADP(stx, &t->shadows, &s);
+	for (; s != NULL; s = s_next) {
+		STM_LOADP(stx, &s->next_tx, &s_next);
+		STM_LOAD(stx, &s->state, &state);
+		if (state == SH_COPYING)
+			continue;
+		if (a->n == a->cap) {
+			size_t cap = a->cap * 2 + 16;
+			char **v = realloc(a->paths, cap * sizeof(*v));
+			if (v == NULL)
+				return -ENOMEM;
+			a->paths = v;
+			a->cap = cap;
+		}
+		a->paths[a->n] = strdup(s->path);
+		if (a->paths[a->n] == NULL)
+			return -ENOMEM;
+		a->n++;
+	}
+	return 0;
+}
+
+int tx_show(struct tx_table *tt, uint64_t id, struct tx_info *out,
+	    void (*fn)(const char *path, const char *change, void *arg),
+	    void *arg)
+{
+	struct list_args l = { .tt = tt, .out = out, .max = 1, .only = id };
+	struct paths_args p = { .tt = tt, .id = id };
+	int ret;
+
+	ret = stm_atomically(list_body, &l, STM_RO);
+	if (ret < 0)
+		return ret;
+	if (l.n == 0)
+		return -ENOENT;
+	out->members = membership_count(tt->cfg.members, id);
+	ret = stm_atomically(paths_body, &p, STM_RO);
+	for (size_t i = 0; i < p.n; i++) {
+		if (ret == 0 && fn != NULL)
+			fn(p.paths[i], "modified", arg);
+		free(p.paths[i]);
+	}
+	free(p.paths);
+	return ret;
+}
+
+/* ---- the table ---------------------------------------------------------- */
+
+/* Opens a directory from journal handle bytes (the root when len is 0). */
+static int open_journal_dir(struct tx_table *tt, const void *h, size_t len)
+{
+	if (h == NULL || len == 0)
+		return open_parent(tt, &(struct shadow){ .parent = NULL });
+	if (len < sizeof(struct file_handle))
+		return -EINVAL;
+	struct file_handle *fh = malloc(len);
+	if (fh == NULL)
+		return -ENOMEM;
+	memcpy(fh, h, len);
+	/* Any descriptor on the file system names the mount: SOURCE's. */
+	int fd = open_by_handle_at(tt->statedir_fd, fh,
+				   O_PATH | O_DIRECTORY | O_CLOEXEC);
+	free(fh);
+	return fd < 0 ? -errno : fd;
+}
+
+/*
+ * Redoes one committed record that was not applied.  Each step is
+ * idempotent: a shadow already renamed into place is gone, and writing
+ * into a base inode again writes the same bytes.
+ */
+static int redo_record(uint64_t txid, const struct journal_change *c, size_t n,
+		       void *arg)
+{
+	struct tx_table *tt = arg;
+	size_t done = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		int pfd = open_journal_dir(tt, c[i].parent, c[i].parent_len);
+		int r = 0;
+		if (pfd < 0) {
+			log_err("recovery of transaction %" PRIu64 ": cannot "
+				"open the directory of %s: %s",
+				txid, c[i].path ? c[i].path : c[i].name,
+				strerror(-pfd));
+			continue;
+		}
+		if (c[i].kind == JOURNAL_REPLACE) {
+			if (renameat(tt->statedir_fd, c[i].shadow, pfd,
+				     c[i].name) < 0 &&
+			    errno != ENOENT)
+				r = -errno;
+		} else if (c[i].kind == JOURNAL_WRITE_INTO) {
+			int sfd = openat(tt->statedir_fd, c[i].shadow,
+					 O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+			struct node_key k = { .dev = (dev_t)c[i].base_dev,
+					      .ino = (ino_t)c[i].base_ino };
+			if (sfd >= 0) {
+				r = write_into(sfd, pfd, c[i].name, &k);
+				close(sfd);
+			} else if (errno != ENOENT) {
+				r = -errno;
+			}
+		}
+		if (r == 0)
+			r = fsync_dir(pfd);
+		close(pfd);
+		if (r < 0)
+			log_err("recovery of transaction %" PRIu64
+				": cannot apply %s: %s",
+				txid, c[i].path ? c[i].path : c[i].name,
+				strerror(-r));
+		else
+			done++;
+	}
+	if (done == n && journal_mark_applied(tt->cfg.journal, txid) == 0)
+		log_info("recovery: transaction %" PRIu64 " applied (%zu "
+			 "object(s))",
+			 txid, n);
+	return 0;
+}
+
+/* Removes what transactions of an earlier run left in the state dir. */
+static void remove_leftovers(struct tx_table *tt)
+{
+	int fd =
+	    openat(tt->statedir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *e;
+
+	if (d == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((e = readdir(d)) != NULL) {
+		struct tx t = { 0 };
+		if (strncmp(e->d_name, "tx-", 3) != 0 ||
+		    strlen(e->d_name) >= sizeof(t.dirname))
+			continue;
+		memcpy(t.dirname, e->d_name, strlen(e->d_name) + 1);
+		t.dirfd =
+		    openat(tt->statedir_fd, t.dirname,
+			   O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+		if (t.dirfd < 0)
+			continue;
+		log_info("removing %s, left by a transaction of an earlier run",
+			 t.dirname);
+		remove_dir(tt, &t);
+	}
+	closedir(d);
+}
+
+int tx_table_new(const struct tx_config *cfg, struct tx_table **out)
+{
+	struct tx_table *tt;
+	uint64_t max = 0;
+	int ret;
+
+	tt = calloc(1, sizeof(*tt));
+	if (tt == NULL)
+		return -ENOMEM;
+	tt->cfg = *cfg;
+	tt->statedir_fd = statedir_fd(cfg->state);
+	tt->buckets = calloc(TX_BUCKETS, sizeof(*tt->buckets));
+	if (tt->buckets == NULL) {
+		ret = -ENOMEM;
+		goto out_free_table;
+	}
+	for (size_t i = 0; i < TX_BUCKETS; i++)
+		stm_tvar_init(&tt->buckets[i], 0);
+	stm_tvar_init(&tt->txs, 0);
+	atomic_init(&tt->live, 0);
+	atomic_init(&tt->ntx, 0);
+	pthread_mutex_init(&tt->id_lock, NULL);
+
+	/* Redo what was committed but not applied, then clear the rest. */
+	ret = journal_pending(cfg->journal, redo_record, tt);
+	if (ret < 0)
+		goto out_free_buckets;
+	remove_leftovers(tt);
+	ret = journal_max_txid(cfg->journal, &max);
+	if (ret < 0)
+		goto out_free_buckets;
+	tt->next_id = max + 1;
+	tt->reserved = tt->next_id;
+	*out = tt;
+	return 0;
+
+out_free_buckets:
+	pthread_mutex_destroy(&tt->id_lock);
+	free(tt->buckets);
+out_free_table:
+	free(tt);
+	return ret;
+}
+
+void tx_table_free(struct tx_table *tt)
+{
+	struct tx_info info[64];
+	size_t n;
+
+	if (tt == NULL)
+		return;
+	/* Every transaction still open is aborted (DESIGN.md, lifetime). */
+	while ((n = tx_list(tt, info, 64)) > 0) {
+		size_t ended = 0;
+		for (size_t i = 0; i < n && i < 64; i++)
+			if (tx_abort(tt, info[i].id, 0) == 0)
+				ended++;
+		if (ended == 0)
+			break;
+	}
+	stm_quiesce();
+	pthread_mutex_destroy(&tt->id_lock);
+	free(tt->buckets);
+	free(tt);
+}
+
+struct inv_args {
+	struct tx_table *tt;
+	bool ok;
+};
+
+static int inv_body(struct stm_tx *stx, void *arg)
+{
+	struct shadow *s_next;
+	struct tx *t_next;
+	struct inv_args *a = arg;
+	struct tx *t;
+
+	a->ok = true;
+	STM_LOADP(stx, &a->tt->txs, &t);
+	for (; t != NULL; t = t_next) {
+		STM_LOADP(stx, &t->next, &t_next);
+		struct shadow *s;
+		uintptr_t nready, ncopying, state;
+		size_t r = 0, c = 0;
+		STM_LOAD(stx, &t->nready, &nready);
+		STM_LOAD(stx, &t->ncopying, &ncopying);
+		STM_LOADP(stx, &t->shadows, &s);
+		for (; s != NULL; s = s_next) {
+			STM_LOADP(stx, &s->next_tx, &s_next);
+			STM_LOAD(stx, &s->state, &state);
+			if (s->tx != t)
+				a->ok = false;
+			if (state == SH_COPYING)
+				c++;
+			else
+				r++;
+		}
+		if (r != nready || c != ncopying)
+			a->ok = false; /* invariant (2) */
+	}
+	return 0;
+}
+
+bool tx_table_invariants(struct tx_table *tt)
+{
+	struct inv_args a = { .tt = tt };
+
+	return stm_atomically(inv_body, &a, STM_RO) == 0 && a.ok;
+}
