@@ -30,6 +30,7 @@
 #include "node.h"
 #include "statedir.h"
 #include "tx.h"
+#include "view.h"
 
 #include <assert.h>
 #include <dirent.h>
@@ -84,10 +85,58 @@ struct open_file {
 	DIR *dp;	      /* directories: the stream over fd */
 	struct dirent *entry; /* directories: read but not yet returned */
 	off_t offset;	      /* directories: where the kernel last read */
+	/*
+	 * Directories opened in a transaction's view (or while a commit is
+	 * being published) are listed from a snapshot of the merged view,
+	 * taken at offset 0, with offsets that are indexes into it.
+	 */
+	bool merged;
+	uint64_t view;
+	struct dsnap *snap;
 	_Atomic unsigned busy;
 	struct fs *fs;
 	struct open_file *prev, *next; /* fs->files; guarded by files_lock */
 };
+
+/* A snapshot of a directory as a view shows it. */
+struct dsnap {
+	struct dsnap_ent {
+		char *name;
+		ino_t ino;
+		unsigned char type;
+	} * v;
+	size_t n, cap;
+};
+
+static void dsnap_free(struct dsnap *d)
+{
+	if (d == NULL)
+		return;
+	for (size_t i = 0; i < d->n; i++)
+		free(d->v[i].name);
+	free(d->v);
+	free(d);
+}
+
+static int dsnap_add(struct dsnap *d, const char *name, ino_t ino,
+		     unsigned char type)
+{
+	if (d->n == d->cap) {
+		size_t cap = d->cap * 2 + 64;
+		struct dsnap_ent *v = realloc(d->v, cap * sizeof(*v));
+		if (v == NULL)
+			return -ENOMEM;
+		d->v = v;
+		d->cap = cap;
+	}
+	d->v[d->n].name = strdup(name);
+	if (d->v[d->n].name == NULL)
+		return -ENOMEM;
+	d->v[d->n].ino = ino;
+	d->v[d->n].type = type;
+	d->n++;
+	return 0;
+}
 
 /* Wraps a new descriptor (and directory stream) as an open file. */
 static struct open_file *of_new(struct fs *fs, int fd, DIR *dp)
@@ -145,6 +194,7 @@ static void of_free(struct open_file *of)
 	if (of->next != NULL)
 		of->next->prev = of->prev;
 	pthread_mutex_unlock(&fs->files_lock);
+	dsnap_free(of->snap);
 	if (of->dp != NULL)
 		closedir(of->dp);
 	else
@@ -212,34 +262,40 @@ static int req_view(fuse_req_t req, uint64_t *view)
 	return tx_view_of(fs->cfg.tx, fuse_req_ctx(req)->pid, view);
 }
 
-/* Refuses a name operation inside a transaction, for now, with a log line. */
-static int tx_name_op(uint64_t view, const char *what, const char *name)
+/* The caller's view for display purposes (the base when unknown). */
+static uint64_t caller_view(fuse_req_t req)
 {
-	if (view == NODE_VIEW_BASE)
-		return 0;
-	log_info("transaction %" PRIu64 ": %s \"%s\" refused: operations on "
-		 "names inside transactions are not supported yet",
-		 view, what, name);
-	return -EOPNOTSUPP;
+	uint64_t view = NODE_VIEW_BASE;
+
+	if (tx_any(req_fs(req)->cfg.tx) && req_view(req, &view) < 0)
+		view = NODE_VIEW_BASE;
+	return view;
 }
 
 /*
  * Fixes the attributes of a transaction's shadow for display: it shows the
  * base object's inode number and link count, so a copy-up is invisible.
  */
-static void fix_attr(struct fs *fs, struct node *n, struct stat *st)
+static void fix_attr(struct fs *fs, uint64_t view, struct node *n,
+		     struct stat *st)
 {
 	struct tx_target tg;
 	struct node_key key;
 
-	if (node_view(n) == NODE_VIEW_BASE)
-		return;
 	node_get_key(n, &key);
-	st->st_ino = key.ino;
-	if (tx_resolve(fs->cfg.tx, node_view(n), &key, &tg) == 0 &&
-	    tg.kind == TX_SHOW_SHADOW && tg.nlink > 0)
-		st->st_nlink = tg.nlink;
-	handle_free(tg.handle);
+	if (node_view(n) != NODE_VIEW_BASE) {
+		st->st_ino = key.ino;
+		if (tx_resolve(fs->cfg.tx, node_view(n), &key, &tg) == 0 &&
+		    tg.kind == TX_SHOW_SHADOW && tg.nlink > 0)
+			st->st_nlink = tg.nlink;
+		handle_free(tg.handle);
+	}
+	/* Links the view's names add or remove. */
+	if (key.type != S_IFDIR) {
+		long d = view_nlink_delta(fs->cfg.views, view, &key);
+		if (d != 0 && (long)st->st_nlink + d >= 0)
+			st->st_nlink = (nlink_t)((long)st->st_nlink + d);
+	}
 }
 
 static void proc_path(int fd, char *buf, size_t len)
@@ -313,11 +369,52 @@ static int ref_target(struct fs *fs, uint64_t view, const struct tx_target *tg,
 	return 0;
 }
 
+/*
+ * Takes a reference on the node for an object a view's names lead to.
+ * Directories and objects the view created get nodes of that view (a
+ * directory has one name per view, and the kernel allows a directory
+ * inode one name); a base file is shown as in a plain lookup.
+ */
+static int ref_overlay(struct fs *fs, uint64_t view, const struct view_obj *obj,
+		       struct stat *st, struct node **out)
+{
+	uint64_t nview = NODE_VIEW_BASE;
+	int fd, ret;
+
+	if (obj->key.type == S_IFREG && !obj->created) {
+		struct tx_target tg;
+		ret = tx_resolve(fs->cfg.tx, view, &obj->key, &tg);
+		if (ret == 0 && tg.kind != TX_SHOW_BASE)
+			ret = ref_target(fs, view, &tg, st, out);
+		bool done = ret < 0 || tg.kind != TX_SHOW_BASE;
+		handle_free(tg.handle);
+		if (done)
+			return ret;
+	}
+	if (obj->created || obj->key.type == S_IFDIR)
+		nview = obj->from;
+	ret = node_ref_view(fs->cfg.nodes, nview, &obj->key, out);
+	if (ret == -ENOENT) {
+		fd = handle_open(obj->handle, O_PATH | O_NOFOLLOW);
+		if (fd < 0)
+			return fd;
+		ret =
+		    node_ref_fd_view(fs->cfg.nodes, nview, fd, &obj->key, out);
+	}
+	if (ret < 0)
+		return ret;
+	ret = stat_node(fs, *out, st);
+	if (ret < 0)
+		node_forget(fs->cfg.nodes, *out, 1);
+	return ret;
+}
+
 static int lookup_at(struct fs *fs, uint64_t view, struct node *parent, int pfd,
 		     const char *name, struct fuse_entry_param *e)
 {
 	uint64_t gen;
-	struct node_key key;
+	struct node_key key, pkey;
+	struct view_obj obj;
 	struct node *n;
 	struct stat st;
 	int ret;
@@ -327,9 +424,39 @@ static int lookup_at(struct fs *fs, uint64_t view, struct node *parent, int pfd,
 		name = "."; /* ".." never leaves the mount */
 again:
 	gen = tx_generation(fs->cfg.tx);
+	node_get_key(parent, &pkey);
+	ret = view_lookup(fs->cfg.views, view, &pkey, name, &obj);
+	if (ret < 0)
+		return ret;
+	if (ret == VIEW_GONE)
+		return -ENOENT;
+	if (ret == VIEW_FOUND) {
+		ret = ref_overlay(fs, view, &obj, &st, &n);
+		handle_free(obj.handle);
+		if (ret < 0)
+			return ret;
+		goto out_fill;
+	}
 	ret = node_stat(pfd, name, AT_SYMLINK_NOFOLLOW, &st, &key);
 	if (ret < 0)
 		return ret;
+	if (key.type == S_IFDIR && view != NODE_VIEW_BASE &&
+	    strcmp(name, ".") != 0 && strcmp(name, "..") != 0 &&
+	    !(key.ino == pkey.ino && key.dev == pkey.dev)) {
+		/* A member's directories are nodes of its view. */
+		ret = node_ref_view(fs->cfg.nodes, view, &key, &n);
+		if (ret == -ENOENT) {
+			int fd =
+			    openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+			if (fd < 0)
+				return -errno;
+			ret =
+			    node_ref_fd_view(fs->cfg.nodes, view, fd, &key, &n);
+		}
+		if (ret < 0)
+			return ret;
+		goto out_fill;
+	}
 	if (key.type == S_IFREG && tx_any(fs->cfg.tx)) {
 		struct tx_target tg;
 		ret = tx_resolve(fs->cfg.tx, view, &key, &tg);
@@ -356,6 +483,7 @@ again:
 		return ret;
 	}
 out_fill:
+	fix_attr(fs, view, n, &st);
 	e->ino = node_id(n);
 	e->generation = node_generation(n);
 	e->attr = st;
@@ -467,7 +595,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		reply_status(req, ret);
 		return;
 	}
-	fix_attr(fs, n, &st);
+	fix_attr(fs, caller_view(req), n, &st);
 	fuse_reply_attr(req, &st, reply_timeout(fs, fs->cfg.attr_timeout));
 }
 
@@ -624,7 +752,7 @@ out_put:
 		reply_status(req, ret);
 		return;
 	}
-	fix_attr(fs, n, &st);
+	fix_attr(fs, caller_view(req), n, &st);
 	fuse_reply_attr(req, &st, reply_timeout(fs, fs->cfg.attr_timeout));
 }
 
@@ -657,10 +785,12 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 }
 
 /*
- * Gives a newly created name the caller's ownership, see invariant (4).
- * pfd is the parent's descriptor.
+ * Gives a newly created object, name in the directory open at dfd, the
+ * caller's ownership, see invariant (4).  pfd is the directory it is
+ * created in as the caller sees it (for the set-group-ID rule).
  */
-static int set_owner(fuse_req_t req, int pfd, const char *name, mode_t mode)
+static int set_owner_in(fuse_req_t req, int pfd_obj, const char *name,
+			mode_t mode, int pfd)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct stat pst;
@@ -670,6 +800,7 @@ static int set_owner(fuse_req_t req, int pfd, const char *name, mode_t mode)
 		return 0;
 	if (fstat(pfd, &pst) < 0)
 		return -errno;
+	pfd = pfd_obj;
 	if (pst.st_mode & S_ISGID)
 		gid = pst.st_gid;
 	if (fchownat(pfd, name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
@@ -681,8 +812,380 @@ static int set_owner(fuse_req_t req, int pfd, const char *name, mode_t mode)
 	return 0;
 }
 
+static int set_owner(fuse_req_t req, int pfd, const char *name, mode_t mode)
+{
+	return set_owner_in(req, pfd, name, mode, pfd);
+}
+
 /* The kinds of name a creating callback makes. */
 enum make_kind { MAKE_NODE, MAKE_DIR, MAKE_SYMLINK };
+
+/* ---- names inside a transaction's view ---------------------------------
+ *
+ * A member's name operations never touch SOURCE: new objects are made in
+ * the transaction's directory, and every change of a name is recorded in
+ * the view (view.h), which lookups and readdir consult before the base.
+ * Each function here checks the operation against the view the way the
+ * kernel's file system would (EEXIST, ENOENT, ENOTEMPTY, EISDIR, ...),
+ * does its I/O, then records it with tx_apply_names, and replies.
+ */
+
+/* Identity of a directory node, as the view knows it. */
+static void dir_key(struct node *d, struct node_key *key)
+{
+	node_get_key(d, key);
+}
+
+/*
+ * What name in parent (open at pfd) leads to in view.  Returns 0 and the
+ * object (free obj->handle), or -ENOENT.
+ */
+static int vget(struct fs *fs, uint64_t view, struct node *parent, int pfd,
+		const char *name, struct view_obj *obj)
+{
+	struct node_key pkey;
+	struct stat st;
+	int fd, ret;
+
+	dir_key(parent, &pkey);
+	ret = view_lookup(fs->cfg.views, view, &pkey, name, obj);
+	if (ret < 0)
+		return ret;
+	if (ret == VIEW_GONE)
+		return -ENOENT;
+	if (ret == VIEW_FOUND)
+		return 0;
+	if (is_hidden(fs, parent, name))
+		return -ENOENT;
+	fd = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ret = node_stat(fd, "", AT_EMPTY_PATH, &st, &obj->key);
+	if (ret == 0)
+		ret = handle_from_fd(fd, &obj->handle);
+	close(fd);
+	obj->created = false;
+	obj->from = NODE_VIEW_BASE;
+	return ret;
+}
+
+/* The base state of name in the directory open at pfd. */
+static void vbase(int pfd, const char *name, struct view_base *b)
+{
+	struct stat st;
+
+	memset(b, 0, sizeof(*b));
+	b->existed =
+	    node_stat(pfd, name, AT_SYMLINK_NOFOLLOW, &st, &b->key) == 0;
+}
+
+/* Is the directory obj empty in view?  0: empty, -ENOTEMPTY, -errno. */
+struct empty_args {
+	bool found;
+};
+
+static void empty_cb(const char *name, bool found, const struct node_key *k,
+		     void *arg)
+{
+	struct empty_args *a = arg;
+
+	(void)name;
+	(void)k;
+	if (found)
+		a->found = true;
+}
+
+static int vempty(struct fs *fs, uint64_t view, const struct view_obj *dir)
+{
+	struct empty_args ea = { false };
+	struct view_obj o;
+	struct dirent *e;
+	int fd, ret = 0;
+	DIR *d;
+
+	fd = handle_open(dir->handle, O_RDONLY | O_DIRECTORY);
+	if (fd < 0)
+		return fd;
+	d = fdopendir(fd);
+	if (d == NULL) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	while (ret == 0 && (e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		int r =
+		    view_lookup(fs->cfg.views, view, &dir->key, e->d_name, &o);
+		handle_free(o.handle);
+		if (r < 0)
+			ret = r;
+		else if (r != VIEW_GONE)
+			ret = -ENOTEMPTY;
+	}
+	closedir(d);
+	if (ret == 0)
+		ret = view_list(fs->cfg.views, view, &dir->key, empty_cb, &ea);
+	if (ret == 0 && ea.found)
+		ret = -ENOTEMPTY;
+	return ret;
+}
+
+static void change_init(struct view_change *ch, enum view_op_kind kind,
+			struct node *p1, const char *n1)
+{
+	memset(ch, 0, sizeof(*ch));
+	ch->op.kind = kind;
+	dir_key(p1, &ch->op.dir1);
+	ch->op.dh1 = (struct handle *)node_handle(p1);
+	ch->op.name1 = (char *)n1;
+}
+
+/*
+ * Makes a new object for a member: in the transaction's directory, then
+ * named in the view.  For create, *fdp receives the open file.
+ */
+static int vmake(fuse_req_t req, uint64_t view, struct node *p,
+		 const char *name, enum make_kind kind, mode_t mode, dev_t rdev,
+		 const char *target, int oflags, int *fdp,
+		 struct fuse_entry_param *e)
+{
+	struct fs *fs = req_fs(req);
+	struct view_change ch;
+	struct view_obj old = { 0 };
+	struct stat st;
+	struct node *n;
+	char leaf[24];
+	bool made = false;
+	int pfd, dfd, fd = -1, ofd = -1, ret;
+
+	pfd = node_fd_get(fs->cfg.nodes, p);
+	if (pfd < 0)
+		return pfd;
+	ret = vget(fs, view, p, pfd, name, &old);
+	handle_free(old.handle);
+	if (ret == 0) {
+		ret = -EEXIST;
+		goto out_put;
+	}
+	if (ret != -ENOENT)
+		goto out_put;
+	ret = tx_new_object(fs->cfg.tx, view, &dfd, leaf);
+	if (ret < 0)
+		goto out_put;
+	switch (kind) {
+	case MAKE_NODE:
+		if (S_ISREG(mode) && fdp != NULL) {
+			ofd = openat(
+			    dfd, leaf,
+			    (oflags | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY) &
+				~(O_NOFOLLOW | O_DIRECT | O_TRUNC),
+			    mode & 07777);
+			ret = ofd < 0 ? -errno : 0;
+		} else {
+			ret = mknodat(dfd, leaf, mode, rdev) < 0 ? -errno : 0;
+		}
+		break;
+	case MAKE_DIR:
+		ret = mkdirat(dfd, leaf, mode) < 0 ? -errno : 0;
+		mode |= S_IFDIR;
+		break;
+	case MAKE_SYMLINK:
+		ret = symlinkat(target, dfd, leaf) < 0 ? -errno : 0;
+		mode = S_IFLNK | 0777;
+		break;
+	}
+	made = ret == 0;
+	if (ret == 0)
+		ret = set_owner_in(req, dfd, leaf, mode, pfd);
+	if (ret == 0) {
+		fd = openat(dfd, leaf, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		ret = fd < 0 ? -errno : 0;
+	}
+	change_init(&ch, VIEW_CREATE, p, name);
+	snprintf(ch.op.leaf, sizeof(ch.op.leaf), "%s", leaf);
+	ch.op.obj.created = true;
+	if (ret == 0)
+		ret = node_stat(fd, "", AT_EMPTY_PATH, &st, &ch.op.obj.key);
+	if (ret == 0)
+		ret = handle_from_fd(fd, &ch.op.obj.handle);
+	if (ret == 0) {
+		vbase(pfd, name, &ch.base1);
+		ret = tx_apply_names(fs->cfg.tx, view, &ch);
+	}
+	if (ret == 0) {
+		/* fd goes to the node table, which keeps or closes it. */
+		ret = node_ref_fd_view(fs->cfg.nodes, view, fd, &ch.op.obj.key,
+				       &n);
+		fd = -1;
+	}
+	handle_free(ch.op.obj.handle);
+	if (ret < 0 && made)
+		unlinkat(dfd, leaf, kind == MAKE_DIR ? AT_REMOVEDIR : 0);
+	close(dfd);
+	tx_end_object(fs->cfg.tx, view);
+	if (fd >= 0)
+		close(fd);
+	if (ret == 0) {
+		memset(e, 0, sizeof(*e));
+		e->ino = node_id(n);
+		e->generation = node_generation(n);
+		e->attr = st;
+		if (fdp != NULL)
+			*fdp = ofd;
+		ofd = -1;
+	}
+	if (ofd >= 0)
+		close(ofd);
+out_put:
+	node_fd_put(fs->cfg.nodes, p);
+	return ret;
+}
+
+/* Removes a name in a member's view (flags: 0 or AT_REMOVEDIR). */
+static int vremove(fuse_req_t req, uint64_t view, struct node *p,
+		   const char *name, int flags)
+{
+	struct fs *fs = req_fs(req);
+	struct view_change ch;
+	int pfd, ret;
+
+	pfd = node_fd_get(fs->cfg.nodes, p);
+	if (pfd < 0)
+		return pfd;
+	change_init(&ch, VIEW_UNLINK, p, name);
+	ch.op.flags = (unsigned)flags;
+	ret = vget(fs, view, p, pfd, name, &ch.src);
+	if (ret < 0)
+		goto out_put;
+	bool dir = S_ISDIR(ch.src.key.type);
+	if (flags == AT_REMOVEDIR && !dir)
+		ret = -ENOTDIR;
+	else if (flags == 0 && dir)
+		ret = -EISDIR;
+	else if (dir)
+		ret = vempty(fs, view, &ch.src);
+	if (ret == 0) {
+		ch.op.obj = ch.src; /* commit checks a removed base dir */
+		vbase(pfd, name, &ch.base1);
+		ret = tx_apply_names(fs->cfg.tx, view, &ch);
+	}
+	handle_free(ch.src.handle);
+out_put:
+	node_fd_put(fs->cfg.nodes, p);
+	return ret;
+}
+
+/* Renames in a member's view, with renameat2's flags. */
+static int vrename(fuse_req_t req, uint64_t view, struct node *p,
+		   const char *name, struct node *np, const char *newname,
+		   unsigned flags)
+{
+	struct fs *fs = req_fs(req);
+	struct view_change ch;
+	int pfd, npfd, ret;
+
+	if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE))
+		return -EINVAL;
+	pfd = node_fd_get(fs->cfg.nodes, p);
+	if (pfd < 0)
+		return pfd;
+	npfd = node_fd_get(fs->cfg.nodes, np);
+	if (npfd < 0) {
+		node_fd_put(fs->cfg.nodes, p);
+		return npfd;
+	}
+	change_init(&ch, VIEW_RENAME, p, name);
+	dir_key(np, &ch.op.dir2);
+	ch.op.dh2 = (struct handle *)node_handle(np);
+	ch.op.name2 = (char *)newname;
+	ch.op.flags = flags;
+	ret = vget(fs, view, p, pfd, name, &ch.src);
+	if (ret < 0)
+		goto out_put;
+	ret = vget(fs, view, np, npfd, newname, &ch.dst);
+	ch.dst_exists = ret == 0;
+	if (ret == -ENOENT)
+		ret = 0;
+	if (ret < 0)
+		goto out_free;
+	bool sdir = S_ISDIR(ch.src.key.type), ddir = S_ISDIR(ch.dst.key.type);
+	if ((flags & RENAME_NOREPLACE) && ch.dst_exists)
+		ret = -EEXIST;
+	else if ((flags & RENAME_EXCHANGE) && !ch.dst_exists)
+		ret = -ENOENT;
+	else if (ch.dst_exists && !(flags & RENAME_EXCHANGE) &&
+		 ch.dst.key.ino == ch.src.key.ino &&
+		 ch.dst.key.dev == ch.src.key.dev)
+		goto out_free; /* two names of one object: nothing to do */
+	else if (ch.dst_exists && !(flags & RENAME_EXCHANGE) && sdir && !ddir)
+		ret = -ENOTDIR;
+	else if (ch.dst_exists && !(flags & RENAME_EXCHANGE) && !sdir && ddir)
+		ret = -EISDIR;
+	else if (ch.dst_exists && !(flags & RENAME_EXCHANGE) && ddir)
+		ret = vempty(fs, view, &ch.dst);
+	if (ret == 0) {
+		vbase(pfd, name, &ch.base1);
+		vbase(npfd, newname, &ch.base2);
+		ret = tx_apply_names(fs->cfg.tx, view, &ch);
+	}
+out_free:
+	handle_free(ch.dst.handle);
+	handle_free(ch.src.handle);
+out_put:
+	node_fd_put(fs->cfg.nodes, np);
+	node_fd_put(fs->cfg.nodes, p);
+	return ret;
+}
+
+/* Links node n under newname in np, in a member's view. */
+static int vlink(fuse_req_t req, uint64_t view, struct node *n, struct node *np,
+		 const char *newname, struct fuse_entry_param *e)
+{
+	struct fs *fs = req_fs(req);
+	struct view_change ch;
+	struct view_obj old = { 0 };
+	int fd, npfd, ret;
+
+	if (node_type(n) == S_IFDIR)
+		return -EPERM;
+	npfd = node_fd_get(fs->cfg.nodes, np);
+	if (npfd < 0)
+		return npfd;
+	ret = vget(fs, view, np, npfd, newname, &old);
+	handle_free(old.handle);
+	if (ret == 0)
+		ret = -EEXIST;
+	else if (ret == -ENOENT)
+		ret = 0;
+	change_init(&ch, VIEW_LINK, np, newname);
+	node_get_key(n, &ch.op.obj.key);
+	if (ret == 0 && node_view(n) != NODE_VIEW_BASE) {
+		/* A view's node is a content shadow (keyed by the base
+		 * object it stands for) or an object the view created. */
+		struct tx_target tg;
+		ret = tx_resolve(fs->cfg.tx, node_view(n), &ch.op.obj.key, &tg);
+		ch.op.obj.created = ret == 0 && tg.kind != TX_SHOW_SHADOW;
+		handle_free(tg.handle);
+	}
+	fd = ret == 0 ? node_fd_get(fs->cfg.nodes, n) : -1;
+	if (ret == 0 && fd < 0)
+		ret = fd;
+	if (ret == 0) {
+		/* For a shadow, commit links what the shadow became. */
+		ret = handle_from_fd(fd, &ch.op.obj.handle);
+		node_fd_put(fs->cfg.nodes, n);
+	}
+	if (ret == 0) {
+		vbase(npfd, newname, &ch.base1);
+		ret = tx_apply_names(fs->cfg.tx, view, &ch);
+	}
+	handle_free(ch.op.obj.handle);
+	if (ret == 0)
+		ret = lookup_at(fs, view, np, npfd, newname, e);
+	node_fd_put(fs->cfg.nodes, np);
+	return ret;
+}
 
 static void make_name(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      enum make_kind kind, mode_t mode, dev_t rdev,
@@ -697,10 +1200,18 @@ static void make_name(fuse_req_t req, fuse_ino_t parent, const char *name,
 	ret = check_entry(fs, p, name, -EPERM);
 	if (ret == 0)
 		ret = req_view(req, &view);
-	if (ret == 0)
-		ret = tx_name_op(view, "create", name);
 	if (ret < 0)
 		goto out_reply;
+	if (view != NODE_VIEW_BASE) {
+		ret = vmake(req, view, p, name, kind, mode, rdev, target, 0,
+			    NULL, &e);
+		if (ret == 0) {
+			e.attr_timeout = e.entry_timeout = 0;
+			reply_entry(req, &e);
+			return;
+		}
+		goto out_reply;
+	}
 	pfd = node_fd_get(fs->cfg.nodes, p);
 	if (pfd < 0) {
 		ret = pfd;
@@ -764,8 +1275,10 @@ static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name,
 	ret = check_entry(fs, p, name, -ENOENT);
 	if (ret == 0)
 		ret = req_view(req, &view);
-	if (ret == 0)
-		ret = tx_name_op(view, flags ? "rmdir" : "unlink", name);
+	if (ret == 0 && view != NODE_VIEW_BASE) {
+		ret = vremove(req, view, p, name, flags);
+		goto out_reply;
+	}
 	if (ret < 0)
 		goto out_reply;
 	pfd = node_fd_get(fs->cfg.nodes, p);
@@ -812,8 +1325,10 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		ret = check_entry(fs, np, newname, -EPERM);
 	if (ret == 0)
 		ret = req_view(req, &view);
-	if (ret == 0)
-		ret = tx_name_op(view, "rename", name);
+	if (ret == 0 && view != NODE_VIEW_BASE) {
+		ret = vrename(req, view, p, name, np, newname, flags);
+		goto out_reply;
+	}
 	if (ret < 0)
 		goto out_reply;
 	pfd = node_fd_get(fs->cfg.nodes, p);
@@ -854,8 +1369,14 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	ret = check_entry(fs, np, newname, -EPERM);
 	if (ret == 0)
 		ret = req_view(req, &view);
-	if (ret == 0)
-		ret = tx_name_op(view, "link", newname);
+	if (ret == 0 && view != NODE_VIEW_BASE) {
+		ret = vlink(req, view, n, np, newname, &e);
+		if (ret == 0) {
+			reply_entry(req, &e);
+			return;
+		}
+		goto out_reply;
+	}
 	if (ret < 0)
 		goto out_reply;
 	fd = node_fd_get(fs->cfg.nodes, n);
@@ -960,10 +1481,15 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	ret = check_entry(fs, p, name, -EPERM);
 	if (ret == 0)
 		ret = req_view(req, &view);
-	if (ret == 0)
-		ret = tx_name_op(view, "create", name);
 	if (ret < 0)
 		goto out_reply;
+	if (view != NODE_VIEW_BASE) {
+		ret = vmake(req, view, p, name, MAKE_NODE, mode | S_IFREG, 0,
+			    NULL, fi->flags, &fd, &e);
+		if (ret < 0)
+			goto out_reply;
+		goto out_open;
+	}
 	pfd = node_fd_get(fs->cfg.nodes, p);
 	if (pfd < 0) {
 		ret = pfd;
@@ -981,6 +1507,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	node_fd_put(fs->cfg.nodes, p);
 	if (ret < 0)
 		goto out_close_fd;
+out_open:;
 	struct open_file *of = of_new(fs, fd, NULL);
 	if (of == NULL) {
 		node_forget(fs->cfg.nodes, req_node(req, e.ino), 1);
@@ -1101,9 +1628,156 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		reply_status(req, -ENOMEM);
 		return;
 	}
+	ret = req_view(req, &of->view);
+	if (ret < 0) {
+		of_free(of);
+		reply_status(req, ret);
+		return;
+	}
+	of->merged =
+	    of->view != NODE_VIEW_BASE || view_published(fs->cfg.views);
 	fi->fh = (uint64_t)(uintptr_t)of;
 	if (fuse_reply_open(req, fi) != 0)
 		of_free(of);
+}
+
+struct snap_args {
+	struct fs *fs;
+	struct dsnap *d;
+	int dirfd;
+	int err;
+};
+
+/* Adds the names only the view's overlay has. */
+static void snap_overlay(const char *name, bool found,
+			 const struct node_key *obj, void *arg)
+{
+	struct snap_args *a = arg;
+	struct stat st;
+
+	if (!found || a->err != 0)
+		return;
+	/* A name the base has too was listed with the base's entries. */
+	if (fstatat(a->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		return;
+	a->err =
+	    dsnap_add(a->d, name, obj->ino, (unsigned char)IFTODT(obj->type));
+}
+
+/* Lists directory node dn as view of shows it, into of->snap. */
+static int build_snap(struct fs *fs, struct node *dn, struct open_file *of)
+{
+	struct snap_args a = { .fs = fs };
+	struct node_key dkey;
+	struct view_obj o;
+	struct dirent *e;
+	int ret = 0;
+
+	dsnap_free(of->snap);
+	of->snap = calloc(1, sizeof(*of->snap));
+	if (of->snap == NULL)
+		return -ENOMEM;
+	a.d = of->snap;
+	a.dirfd = of->fd;
+	node_get_key(dn, &dkey);
+	rewinddir(of->dp);
+	while (ret == 0) {
+		errno = 0;
+		e = readdir(of->dp);
+		if (e == NULL) {
+			ret = -errno;
+			break;
+		}
+		if (is_hidden(fs, dn, e->d_name))
+			continue;
+		if (strcmp(e->d_name, ".") == 0 ||
+		    strcmp(e->d_name, "..") == 0) {
+			ret = dsnap_add(a.d, e->d_name, e->d_ino, e->d_type);
+			continue;
+		}
+		int r =
+		    view_lookup(fs->cfg.views, of->view, &dkey, e->d_name, &o);
+		if (r == VIEW_MISS)
+			ret = dsnap_add(a.d, e->d_name, e->d_ino, e->d_type);
+		else if (r == VIEW_FOUND)
+			ret = dsnap_add(a.d, e->d_name, o.key.ino,
+					(unsigned char)IFTODT(o.key.type));
+		else if (r < 0)
+			ret = r;
+		handle_free(o.handle);
+	}
+	if (ret == 0)
+		ret =
+		    view_list(fs->cfg.views, of->view, &dkey, snap_overlay, &a);
+	return ret < 0 ? ret : a.err;
+}
+
+/* Fills one readdir reply from a merged snapshot; offsets are indexes. */
+static void fill_snap(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
+		      struct open_file *d, bool plus)
+{
+	struct fs *fs = req_fs(req);
+	struct node *dn = req_node(req, ino);
+	size_t rem = size;
+	char *buf, *p;
+	int pfd = -1, ret = 0;
+
+	if (offset == 0 || d->snap == NULL)
+		ret = build_snap(fs, dn, d);
+	if (ret == 0 && plus) {
+		pfd = node_fd_get(fs->cfg.nodes, dn);
+		ret = pfd < 0 ? pfd : 0;
+	}
+	buf = ret == 0 ? malloc(size) : NULL;
+	if (ret == 0 && buf == NULL)
+		ret = -ENOMEM;
+	if (ret < 0) {
+		if (pfd >= 0)
+			node_fd_put(fs->cfg.nodes, dn);
+		reply_status(req, ret);
+		return;
+	}
+	p = buf;
+	for (size_t i = (size_t)offset; i < d->snap->n; i++) {
+		struct dsnap_ent *ent = &d->snap->v[i];
+		struct fuse_entry_param e;
+		size_t entsize;
+		bool dot =
+		    strcmp(ent->name, ".") == 0 || strcmp(ent->name, "..") == 0;
+		if (plus) {
+			if (dot) {
+				memset(&e, 0, sizeof(e));
+				e.attr.st_ino = ent->ino;
+				e.attr.st_mode = (mode_t)ent->type << 12;
+			} else if (lookup_at(fs, d->view, dn, pfd, ent->name,
+					     &e) < 0) {
+				continue; /* gone since the snapshot */
+			}
+			entsize = fuse_add_direntry_plus(req, p, rem, ent->name,
+							 &e, (off_t)i + 1);
+			if (entsize > rem) {
+				if (!dot)
+					node_forget(fs->cfg.nodes,
+						    req_node(req, e.ino), 1);
+				break;
+			}
+		} else {
+			struct stat st = {
+				.st_ino = ent->ino,
+				.st_mode = (mode_t)ent->type << 12,
+			};
+			entsize = fuse_add_direntry(req, p, rem, ent->name, &st,
+						    (off_t)i + 1);
+			if (entsize > rem)
+				break;
+		}
+		p += entsize;
+		rem -= entsize;
+	}
+	if (pfd >= 0)
+		node_fd_put(fs->cfg.nodes, dn);
+	fuse_reply_buf(req, buf, size - rem);
+	free(buf);
 }
 
 /* Fills one readdir reply from the open directory d; plus: readdirplus. */
@@ -1209,7 +1883,10 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 {
 	struct open_file *d = of_get(fi);
 
-	fill_dir(req, ino, size, offset, d, plus);
+	if (d->merged)
+		fill_snap(req, ino, size, offset, d, plus);
+	else
+		fill_dir(req, ino, size, offset, d, plus);
 	of_put(d);
 }
 

@@ -17,13 +17,15 @@
 struct node_table;
 struct statedir;
 struct tx_table;
+struct view_table;
 
 struct fs;
 
 struct fs_config {
 	struct node_table *nodes; /* borrowed; outlives the fs */
 	struct statedir *state;	  /* borrowed; hidden from the mount */
-	struct tx_table *tx;	  /* borrowed; transactions and views */
+	struct tx_table *tx;	  /* borrowed; transactions */
+	struct view_table *views; /* borrowed; the names of each view */
 	double entry_timeout;	  /* seconds the kernel may cache names */
 	double attr_timeout;	  /* seconds it may cache attributes */
 };

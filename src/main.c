@@ -30,6 +30,7 @@
 #include "tx.h"
 #include "txcmd.h"
 #include "txfs.h"
+#include "view.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -229,6 +230,7 @@ struct daemon {
 	struct membership *members;
 	struct node_table *nodes;
 	struct tx_table *tx;
+	struct view_table *views;
 	struct fs *fs;
 	struct fuse_session *se;
 	struct control *ctl;
@@ -386,6 +388,7 @@ static int start_fuse(struct daemon *d)
 		.nodes = d->nodes,
 		.state = d->state,
 		.tx = d->tx,
+		.views = d->views,
 		.entry_timeout = d->opt.timeout,
 		.attr_timeout = d->opt.timeout,
 	};
@@ -448,6 +451,7 @@ static void teardown(struct daemon *d)
 	fs_free(d->fs);
 	/* Open transactions are aborted: a restart would abort them anyway. */
 	tx_table_free(d->tx);
+	view_table_free(d->views);
 	membership_free(d->members);
 	node_table_free(d->nodes);
 	handle_shutdown();
@@ -483,7 +487,11 @@ int main(int argc, char **argv)
 	ret = membership_new(true, &d.members);
 	if (ret < 0)
 		die("cannot track process membership: %s", strerror(-ret));
+	ret = view_table_new(&d.views);
+	if (ret < 0)
+		die("cannot create the view table: %s", strerror(-ret));
 	struct tx_config txc = {
+		.views = d.views,
 		.nodes = d.nodes,
 		.state = d.state,
 		.journal = d.journal,

@@ -800,6 +800,11 @@ int node_open(struct node_table *t, struct node *n, int flags)
 	return fd;
 }
 
+const struct handle *node_handle(const struct node *n)
+{
+	return node_is_root(n) ? NULL : n->handle;
+}
+
 uint64_t node_view(const struct node *n)
 {
 	return n->view;

@@ -82,6 +82,10 @@ struct node_key {
 int node_stat(int dirfd, const char *name, int flags, struct stat *st,
 	      struct node_key *key);
 
+/* The node's file handle; NULL for the root (and objects without). */
+struct handle;
+const struct handle *node_handle(const struct node *n);
+
 /* The node's view, and the key it was published under. */
 uint64_t node_view(const struct node *n);
 void node_get_key(const struct node *n, struct node_key *key);

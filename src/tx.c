@@ -30,8 +30,9 @@
  *  (1) A transaction has at most one shadow per base object; a shadow is
  *      on its transaction's list and in the hash exactly while it is not
  *      removed.
- *  (2) ncopying counts the transaction's COPYING shadows and nready its
- *      READY and PUBLISHED ones.  Commit and abort wait for ncopying to
+ *  (2) ncopying counts the transaction's COPYING shadows and its name
+ *      operations in flight (tx_new_object .. tx_end_object); nready its
+ *      READY and PUBLISHED shadows.  Commit and abort wait for ncopying to
  *      reach 0 after leaving OPEN, and no shadow enters COPYING unless its
  *      transaction is OPEN, so from then on the shadow list is theirs.
  *  (3) PUBLISHED shadows belong to a COMMITTING transaction whose commit
@@ -57,6 +58,7 @@
 #include "membership.h"
 #include "statedir.h"
 #include "stm.h"
+#include "view.h"
 
 #include <assert.h>
 #include <dirent.h>
@@ -758,6 +760,100 @@ out_close_dir:
 	return ret;
 }
 
+/* ---- name operations ---------------------------------------------------- */
+
+struct open_args {
+	struct tx_table *tt;
+	uint64_t id;
+	int dirfd;
+	unsigned seq;
+	int delta; /* added to ncopying */
+};
+
+/*
+ * The guard of every name operation: the transaction is still OPEN.  With
+ * a delta of 1 it also counts an operation in flight, which keeps commit
+ * and abort (and so the directory descriptor) waiting, see invariant (2).
+ */
+static int open_guard(struct stm_tx *stx, void *arg)
+{
+	struct open_args *a = arg;
+	uintptr_t state, n;
+	struct tx *t;
+	int ret;
+
+	ret = find_tx(stx, a->tt, a->id, &t);
+	if (ret != 0)
+		return ret;
+	if (t == NULL)
+		return -EBUSY;
+	STM_LOAD(stx, &t->state, &state);
+	if (state != TX_OPEN)
+		return -EBUSY;
+	a->dirfd = t->dirfd;
+	if (a->delta != 0) {
+		STM_LOAD(stx, &t->ncopying, &n);
+		stm_write(stx, &t->ncopying, n + 1);
+	}
+	return 0;
+}
+
+int tx_new_object(struct tx_table *tt, uint64_t view, int *dirfd, char leaf[24])
+{
+	struct open_args a = { .tt = tt, .id = view, .dirfd = -1, .delta = 1 };
+	static _Atomic unsigned seq;
+	int ret, fd;
+
+	ret = stm_atomically(open_guard, &a, 0);
+	if (ret < 0)
+		return ret;
+	/* Valid until tx_end_object: the transaction cannot end before. */
+	fd = fcntl(a.dirfd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0) {
+		ret = -errno;
+		tx_end_object(tt, view);
+		return ret;
+	}
+	snprintf(leaf, 24, "n%u", atomic_fetch_add(&seq, 1));
+	*dirfd = fd;
+	return 0;
+}
+
+struct end_args {
+	struct tx_table *tt;
+	uint64_t id;
+};
+
+static int end_body(struct stm_tx *stx, void *arg)
+{
+	struct end_args *a = arg;
+	uintptr_t n;
+	struct tx *t;
+	int ret;
+
+	ret = find_tx(stx, a->tt, a->id, &t);
+	if (ret != 0 || t == NULL)
+		return ret;
+	STM_LOAD(stx, &t->ncopying, &n);
+	stm_write(stx, &t->ncopying, n - 1);
+	return 0;
+}
+
+void tx_end_object(struct tx_table *tt, uint64_t view)
+{
+	struct end_args a = { .tt = tt, .id = view };
+
+	(void)stm_atomically(end_body, &a, 0);
+}
+
+int tx_apply_names(struct tx_table *tt, uint64_t view,
+		   const struct view_change *ch)
+{
+	struct open_args a = { .tt = tt, .id = view };
+
+	return view_apply(tt->cfg.views, view, ch, open_guard, &a);
+}
+
 /* ---- begin, bind -------------------------------------------------------- */
 
 /* Reads the real uid of process pid; 0 or -ESRCH. */
@@ -1069,7 +1165,10 @@ static void remove_dir(struct tx_table *tt, struct tx *t)
 	while (d != NULL && (e = readdir(d)) != NULL) {
 		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
 			continue;
-		if (unlinkat(t->dirfd, e->d_name, 0) < 0)
+		/* Objects are flat: directories made here are empty. */
+		if (unlinkat(t->dirfd, e->d_name, 0) < 0 &&
+		    (errno != EISDIR ||
+		     unlinkat(t->dirfd, e->d_name, AT_REMOVEDIR) < 0))
 			log_warn("cannot remove %s/%s/%s: %s",
 				 statedir_path(tt->cfg.state), t->dirname,
 				 e->d_name, strerror(errno));
@@ -1101,8 +1200,10 @@ static void finish(struct tx_table *tt, struct tx *t)
 	membership_release(tt->cfg.members, t->id);
 	/* t is retired by drop_body: keep what remove_dir needs. */
 	gone.dirfd = t->dirfd;
+	gone.id = t->id;
 	memcpy(gone.dirname, t->dirname, sizeof(gone.dirname));
 	(void)stm_atomically(drop_body, &d, 0);
+	view_drop(tt->cfg.views, gone.id);
 	atomic_fetch_add(&tt->generation, 1);
 	atomic_fetch_sub(&tt->live, n);
 	remove_dir(tt, &gone);
@@ -1220,15 +1321,18 @@ static int check_base(struct tx_table *tt, struct shadow *s, int pfd,
 struct flip_args {
 	struct shadow **v;
 	size_t n;
+	struct view_table *views;
+	uint64_t view;
 };
 
+/* One STM transaction publishes the new content and the new names. */
 static int flip_body(struct stm_tx *stx, void *arg)
 {
 	struct flip_args *a = arg;
 
 	for (size_t i = 0; i < a->n; i++)
 		stm_write(stx, &a->v[i]->state, SH_PUBLISHED);
-	return 0;
+	return view_publish_in(stx, a->views, a->view);
 }
 
 /* Writes the shadow's data and attributes into the base inode. */
@@ -1263,6 +1367,196 @@ out_close:
 	return ret;
 }
 
+/* Opens a directory by handle (O_PATH); the root for NULL. */
+static int open_dir(struct tx_table *tt, const struct handle *h)
+{
+	if (h != NULL)
+		return handle_open(h, O_PATH | O_DIRECTORY);
+	return open_parent(tt, &(struct shadow){ .parent = NULL });
+}
+
+static bool created_by(const struct view_op *ops, size_t n,
+		       const struct node_key *key)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ops[i].kind == VIEW_CREATE &&
+		    ops[i].obj.key.ino == key->ino &&
+		    ops[i].obj.key.dev == key->dev)
+			return true;
+	return false;
+}
+
+struct names_check {
+	struct tx_table *tt;
+	uint64_t view;
+	const struct view_op *ops;
+	size_t nops;
+	struct tx_conflicts *conflicts;
+};
+
+/*
+ * A name the transaction changed in a base directory must be as it was
+ * when the transaction first changed it (invariant: per-name conflicts,
+ * so unrelated names in one directory never conflict).
+ */
+static int check_name(const struct node_key *dir, const struct handle *dh,
+		      const char *name, const struct view_base *base, void *arg)
+{
+	struct names_check *c = arg;
+	struct stat st;
+	bool exists, same;
+	int dfd, ret = 0;
+
+	if (created_by(c->ops, c->nops, dir))
+		return 0; /* a directory of the transaction's own */
+	dfd = open_dir(c->tt, dh);
+	if (dfd < 0)
+		return add_conflict(c->conflicts, name);
+	exists = fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	same = exists == base->existed &&
+	       (!exists ||
+		(st.st_ino == base->key.ino && st.st_dev == base->key.dev));
+	if (!same) {
+		char *path = mount_path(c->tt, dfd, name);
+		ret = add_conflict(c->conflicts, path != NULL ? path : name);
+		free(path);
+	}
+	close(dfd);
+	(void)dir;
+	return ret;
+}
+
+/*
+ * A base directory the transaction removes must hold nothing it did not
+ * see: every name in it now must be one the transaction changed.
+ */
+static int check_rmdir(struct tx_table *tt, uint64_t view,
+		       const struct view_op *op, struct tx_conflicts *conflicts)
+{
+	struct view_obj o;
+	struct dirent *e;
+	int fd, ret = 0;
+	DIR *d;
+
+	fd = handle_open(op->obj.handle, O_RDONLY | O_DIRECTORY);
+	if (fd < 0)
+		return add_conflict(conflicts, op->name1);
+	d = fdopendir(fd);
+	if (d == NULL) {
+		close(fd);
+		return -errno;
+	}
+	while (ret == 0 && (e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		int r = view_lookup(tt->cfg.views, view, &op->obj.key,
+				    e->d_name, &o);
+		handle_free(o.handle);
+		if (r == VIEW_MISS) {
+			char *path = mount_path(tt, dirfd(d), e->d_name);
+			ret = add_conflict(conflicts,
+					   path != NULL ? path : e->d_name);
+			free(path);
+		}
+	}
+	closedir(d);
+	return ret;
+}
+
+/* Replays one name operation on SOURCE; 0 or -errno. */
+static int replay(struct tx_table *tt, struct tx *t, const struct view_op *op,
+		  struct shadow **shadows, size_t nshadows)
+{
+	int d1, d2 = -1, fd, ret = 0;
+
+	d1 = open_dir(tt, op->dh1);
+	if (d1 < 0)
+		return d1;
+	switch (op->kind) {
+	case VIEW_CREATE:
+		if (renameat2(t->dirfd, op->leaf, d1, op->name1,
+			      RENAME_NOREPLACE) < 0)
+			ret = -errno;
+		break;
+	case VIEW_LINK: {
+		/* A file whose content was published moved to its shadow. */
+		const struct handle *h = op->obj.handle;
+		for (size_t i = 0; i < nshadows; i++)
+			if (shadows[i]->base.ino == op->obj.key.ino &&
+			    shadows[i]->base.dev == op->obj.key.dev)
+				h = shadows[i]->handle;
+		fd = handle_open(h, O_PATH | O_NOFOLLOW);
+		if (fd < 0) {
+			ret = fd;
+			break;
+		}
+		if (linkat(fd, "", d1, op->name1, AT_EMPTY_PATH) < 0)
+			ret = -errno;
+		close(fd);
+		break;
+	}
+	case VIEW_UNLINK:
+		if (unlinkat(d1, op->name1, (int)op->flags) < 0)
+			ret = -errno;
+		break;
+	case VIEW_RENAME:
+		d2 = open_dir(tt, op->dh2);
+		if (d2 < 0) {
+			ret = d2;
+			break;
+		}
+		if (renameat2(d1, op->name1, d2, op->name2, op->flags) < 0)
+			ret = -errno;
+		if (ret == 0)
+			ret = fsync_dir(d2);
+		close(d2);
+		break;
+	}
+	if (ret == 0)
+		ret = fsync_dir(d1);
+	close(d1);
+	return ret;
+}
+
+/* Fills a journal change for one name operation. */
+static void journal_op(struct journal_change *c, const struct view_op *op,
+		       const char *shadow)
+{
+	size_t len = 0;
+
+	memset(c, 0, sizeof(*c));
+	c->parent = op->dh1 != NULL ? handle_bytes(op->dh1, &len) : NULL;
+	c->parent_len = len;
+	c->name = op->name1;
+	c->base_dev = op->obj.key.dev;
+	c->base_ino = op->obj.key.ino;
+	c->mode = op->obj.key.type;
+	c->flags = op->flags;
+	switch (op->kind) {
+	case VIEW_CREATE:
+		c->kind =
+		    S_ISDIR(op->obj.key.type) ? JOURNAL_MKDIR : JOURNAL_CREATE;
+		c->shadow = shadow;
+		break;
+	case VIEW_LINK:
+		c->kind = JOURNAL_LINK;
+		c->parent2 = handle_bytes(op->obj.handle, &len);
+		c->parent2_len = len;
+		break;
+	case VIEW_UNLINK:
+		c->kind = op->flags ? JOURNAL_RMDIR : JOURNAL_UNLINK;
+		break;
+	case VIEW_RENAME:
+		c->kind = JOURNAL_RENAME;
+		len = 0;
+		c->parent2 =
+		    op->dh2 != NULL ? handle_bytes(op->dh2, &len) : NULL;
+		c->parent2_len = len;
+		c->name2 = op->name2;
+		break;
+	}
+}
+
 int tx_commit(struct tx_table *tt, uint64_t id, uid_t requester,
 	      size_t *changes, struct tx_conflicts *conflicts)
 {
@@ -1276,6 +1570,8 @@ int tx_commit(struct tx_table *tt, uint64_t id, uid_t requester,
 	struct snap_args snap = { 0 };
 	struct journal_change *jc = NULL;
 	char(*shadows)[64] = NULL;
+	struct view_op *ops = NULL;
+	size_t nops = 0;
 	int *pfds = NULL;
 	bool *into = NULL;
 	struct tx *t;
@@ -1289,11 +1585,13 @@ int tx_commit(struct tx_table *tt, uint64_t id, uid_t requester,
 	t = a.t;
 	(void)stm_atomically(wait_copies_body, t, 0);
 	ret = snapshot(t, &snap);
+	if (ret == 0)
+		ret = view_log(tt->cfg.views, id, &ops, &nops);
 	if (ret < 0)
 		goto out_reopen;
 	pfds = calloc(snap.n + 1, sizeof(*pfds));
 	into = calloc(snap.n + 1, sizeof(*into));
-	jc = calloc(snap.n + 1, sizeof(*jc));
+	jc = calloc(snap.n + nops + 1, sizeof(*jc));
 	if (pfds == NULL || into == NULL || jc == NULL) {
 		ret = -ENOMEM;
 		goto out_reopen;
@@ -1334,6 +1632,26 @@ int tx_commit(struct tx_table *tt, uint64_t id, uid_t requester,
 		}
 		into[i] = cur.st_nlink > 1;
 	}
+	struct names_check nc = {
+		.tt = tt,
+		.view = id,
+		.ops = ops,
+		.nops = nops,
+		.conflicts = conflicts,
+	};
+	struct view_name *names = NULL;
+	size_t nnames = 0;
+	ret = view_names(tt->cfg.views, id, &names, &nnames);
+	for (size_t i = 0; ret == 0 && i < nnames; i++)
+		ret = check_name(&names[i].dir, names[i].dh, names[i].name,
+				 &names[i].base, &nc);
+	view_names_free(names, nnames);
+	for (size_t i = 0; ret == 0 && i < nops; i++)
+		if (ops[i].kind == VIEW_UNLINK && ops[i].flags != 0 &&
+		    !ops[i].obj.created)
+			ret = check_rmdir(tt, id, &ops[i], conflicts);
+	if (ret < 0)
+		goto out_reopen;
 	if (conflicts->n > 0) {
 		log_info("transaction %" PRIu64 " conflicts on %zu object(s), "
 			 "first %s; aborted",
@@ -1343,7 +1661,7 @@ int tx_commit(struct tx_table *tt, uint64_t id, uid_t requester,
 	}
 
 	/* 3. The durability point: one journal record with every change. */
-	shadows = calloc(snap.n + 1, sizeof(*shadows));
+	shadows = calloc(snap.n + nops + 1, sizeof(*shadows));
 	if (shadows == NULL) {
 		ret = -ENOMEM;
 		goto out_reopen;
@@ -1364,9 +1682,14 @@ int tx_commit(struct tx_table *tt, uint64_t id, uid_t requester,
 		jc[i].mode = s->base_st.st_mode;
 		jc[i].path = s->path;
 	}
-	ret = snap.n == 0 ? 0
-			  : journal_commit(tt->cfg.journal, id, t->owner,
-					   t->label, jc, snap.n);
+	for (size_t i = 0; i < nops; i++) {
+		snprintf(shadows[snap.n + i], sizeof(shadows[0]), "%s/%s",
+			 t->dirname, ops[i].leaf);
+		journal_op(&jc[snap.n + i], &ops[i], shadows[snap.n + i]);
+	}
+	ret = snap.n + nops == 0 ? 0
+				 : journal_commit(tt->cfg.journal, id, t->owner,
+						  t->label, jc, snap.n + nops);
 	if (ret < 0) {
 		log_err("transaction %" PRIu64 ": cannot write the journal: %s",
 			id, strerror(-ret));
@@ -1374,7 +1697,9 @@ int tx_commit(struct tx_table *tt, uint64_t id, uid_t requester,
 	}
 
 	/* 4. Readers through the mount see every change at once. */
-	struct flip_args f = { .v = snap.v, .n = snap.n };
+	struct flip_args f = {
+		.v = snap.v, .n = snap.n, .views = tt->cfg.views, .view = id
+	};
 	(void)stm_atomically(flip_body, &f, 0);
 
 	/* 5. Apply to SOURCE, then make the directories durable. */
@@ -1416,12 +1741,26 @@ int tx_commit(struct tx_table *tt, uint64_t id, uid_t requester,
 		if (!seen && fsync_dir(pfds[i]) < 0)
 			all = false;
 	}
-	if (all && snap.n > 0 && journal_mark_applied(tt->cfg.journal, id) < 0)
+	/* Then the names, in the order the transaction changed them. */
+	for (size_t i = 0; i < nops; i++) {
+		int r = replay(tt, t, &ops[i], snap.v, snap.n);
+		if (r < 0) {
+			all = false;
+			log_err("transaction %" PRIu64 ": cannot apply name "
+				"operation %zu (%s): %s (the journal keeps it)",
+				id, i + 1, ops[i].name1, strerror(-r));
+		} else {
+			(*changes)++;
+		}
+	}
+	if (all && snap.n + nops > 0 &&
+	    journal_mark_applied(tt->cfg.journal, id) < 0)
 		log_warn("transaction %" PRIu64 ": cannot mark the journal "
 			 "record applied",
 			 id);
-	log_info("transaction %" PRIu64 " committed (%zu object(s))", id,
-		 snap.n);
+	log_info("transaction %" PRIu64 " committed (%zu file(s), %zu name "
+		 "operation(s))",
+		 id, snap.n, nops);
 	ret = 0;
 
 out_finish:
@@ -1449,6 +1788,7 @@ out_free:
 	free(into);
 	free(jc);
 	free(shadows);
+	view_ops_free(ops, nops);
 	return ret;
 }
 
@@ -1612,6 +1952,21 @@ static int open_journal_dir(struct tx_table *tt, const void *h, size_t len)
 	return fd < 0 ? -errno : fd;
 }
 
+/* Opens any object from journal handle bytes (O_PATH). */
+static int open_journal_obj(struct tx_table *tt, const void *h, size_t len)
+{
+	if (h == NULL || len < sizeof(struct file_handle))
+		return -EINVAL;
+	struct file_handle *fh = malloc(len);
+	if (fh == NULL)
+		return -ENOMEM;
+	memcpy(fh, h, len);
+	int fd = open_by_handle_at(tt->statedir_fd, fh,
+				   O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	free(fh);
+	return fd < 0 ? -errno : fd;
+}
+
 /*
  * Redoes one committed record that was not applied.  Each step is
  * idempotent: a shadow already renamed into place is gone, and writing
@@ -1638,6 +1993,47 @@ static int redo_record(uint64_t txid, const struct journal_change *c, size_t n,
 				     c[i].name) < 0 &&
 			    errno != ENOENT)
 				r = -errno;
+		} else if (c[i].kind == JOURNAL_CREATE ||
+			   c[i].kind == JOURNAL_MKDIR) {
+			/* Gone from the state directory: already in place. */
+			if (renameat2(tt->statedir_fd, c[i].shadow, pfd,
+				      c[i].name, RENAME_NOREPLACE) < 0 &&
+			    errno != ENOENT)
+				r = -errno;
+		} else if (c[i].kind == JOURNAL_UNLINK ||
+			   c[i].kind == JOURNAL_RMDIR) {
+			if (unlinkat(pfd, c[i].name,
+				     c[i].kind == JOURNAL_RMDIR ? AT_REMOVEDIR
+								: 0) < 0 &&
+			    errno != ENOENT)
+				r = -errno;
+		} else if (c[i].kind == JOURNAL_RENAME) {
+			/*
+			 * A source that is gone was renamed already.  (An
+			 * exchange cannot tell; crash-safe replay of every
+			 * step is the journal's next milestone.)
+			 */
+			int p2 = open_journal_dir(tt, c[i].parent2,
+						  c[i].parent2_len);
+			if (p2 < 0)
+				r = p2;
+			else if (renameat2(pfd, c[i].name, p2, c[i].name2,
+					   c[i].flags) < 0 &&
+				 errno != ENOENT)
+				r = -errno;
+			if (p2 >= 0)
+				close(p2);
+		} else if (c[i].kind == JOURNAL_LINK) {
+			int ofd = open_journal_obj(tt, c[i].parent2,
+						   c[i].parent2_len);
+			if (ofd < 0)
+				r = ofd;
+			else if (linkat(ofd, "", pfd, c[i].name,
+					AT_EMPTY_PATH) < 0 &&
+				 errno != EEXIST)
+				r = -errno;
+			if (ofd >= 0)
+				close(ofd);
 		} else if (c[i].kind == JOURNAL_WRITE_INTO) {
 			int sfd = openat(tt->statedir_fd, c[i].shadow,
 					 O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -1797,7 +2193,7 @@ static int inv_body(struct stm_tx *stx, void *arg)
 			else
 				r++;
 		}
-		if (r != nready || c != ncopying)
+		if (r != nready || c > ncopying)
 			a->ok = false; /* invariant (2) */
 	}
 	return 0;
@@ -1808,4 +2204,301 @@ bool tx_table_invariants(struct tx_table *tt)
 	struct inv_args a = { .tt = tt };
 
 	return stm_atomically(inv_body, &a, STM_RO) == 0 && a.ok;
+}
+
+/* ---- diff ---------------------------------------------------------------- */
+
+/* The absolute path of the object open at fd (via /proc), or NULL. */
+static char *fd_abs(int fd)
+{
+	char link[64], buf[PATH_MAX];
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, buf, sizeof(buf) - 1);
+	if (n < 0)
+		return NULL;
+	buf[n] = '\0';
+	return strdup(buf);
+}
+
+/* The absolute path of the object behind h, or NULL. */
+static char *handle_abs(const struct handle *h)
+{
+	int fd = handle_open(h, O_PATH | O_NOFOLLOW);
+	char *p;
+
+	if (fd < 0)
+		return NULL;
+	p = fd_abs(fd);
+	close(fd);
+	return p;
+}
+
+static bool same_obj(const struct node_key *a, const struct node_key *b)
+{
+	return a->ino == b->ino && a->dev == b->dev;
+}
+
+/* The path of (dh, name) in the base, "/dir/name". */
+static char *base_path(struct tx_table *tt, const struct handle *dh,
+		       const char *name)
+{
+	int dfd = open_dir(tt, dh);
+	char *p;
+
+	if (dfd < 0)
+		return NULL;
+	p = mount_path(tt, dfd, name);
+	close(dfd);
+	return p;
+}
+
+/* The path of directory dir in the view ("" for the root). */
+static char *view_dir_path(struct tx_table *tt, const struct view_name *v,
+			   size_t n, const struct node_key *dir,
+			   const struct handle *dh, int depth)
+{
+	struct node_key root;
+	char *parent, *out;
+
+	node_get_key(node_root(tt->cfg.nodes), &root);
+	if (same_obj(dir, &root) || depth > 4096)
+		return strdup("");
+	for (size_t i = 0; i < n; i++) {
+		if (!v[i].found || !same_obj(&v[i].obj.key, dir))
+			continue;
+		parent = view_dir_path(tt, v, n, &v[i].dir, v[i].dh, depth + 1);
+		if (parent == NULL ||
+		    asprintf(&out, "%s/%s", parent, v[i].name) < 0)
+			out = NULL;
+		free(parent);
+		return out;
+	}
+	/* Not moved in the view: where the base has it. */
+	int fd = dh != NULL ? handle_open(dh, O_PATH | O_DIRECTORY) : -1;
+	if (fd < 0)
+		return strdup("/?");
+	char *abs = fd_abs(fd), *p = NULL;
+	close(fd);
+	size_t slen = strlen(tt->cfg.source_path);
+	if (abs != NULL && strncmp(abs, tt->cfg.source_path, slen) == 0)
+		p = strdup(abs + slen);
+	free(abs);
+	return p;
+}
+
+static char *view_path(struct tx_table *tt, const struct view_name *v, size_t n,
+		       const struct view_name *x)
+{
+	char *dir = view_dir_path(tt, v, n, &x->dir, x->dh, 0), *out;
+
+	if (dir == NULL || asprintf(&out, "%s/%s", dir, x->name) < 0)
+		out = NULL;
+	free(dir);
+	return out;
+}
+
+/* Where a copied-up file is in the view (its directory may have moved). */
+static char *shadow_view_path(struct tx_table *tt, const struct view_name *v,
+			      size_t n, const struct shadow *s)
+{
+	struct node_key pkey = { 0 };
+	struct stat st;
+	char *dir, *out;
+	int fd;
+
+	fd = open_dir(tt, s->parent);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return strdup(s->path);
+	}
+	close(fd);
+	pkey.dev = st.st_dev;
+	pkey.ino = st.st_ino;
+	dir = view_dir_path(tt, v, n, &pkey, s->parent, 0);
+	if (dir == NULL || asprintf(&out, "%s/%s", dir, s->name) < 0)
+		out = strdup(s->path);
+	free(dir);
+	return out;
+}
+
+void tx_changes_free(struct tx_change *c, size_t n)
+{
+	for (size_t i = 0; c != NULL && i < n; i++) {
+		free(c[i].path);
+		free(c[i].old);
+		free(c[i].old_file);
+		free(c[i].new_file);
+	}
+	free(c);
+}
+
+struct changes {
+	struct tx_change *v;
+	size_t n, cap;
+	struct node_key *keys; /* the object each change is about */
+};
+
+static struct tx_change *change_add(struct changes *c, char kind,
+				    const struct node_key *key)
+{
+	if (c->n == c->cap) {
+		size_t cap = c->cap * 2 + 16;
+		struct tx_change *v = realloc(c->v, cap * sizeof(*v));
+		struct node_key *k = realloc(c->keys, cap * sizeof(*k));
+		if (v != NULL)
+			c->v = v;
+		if (k != NULL)
+			c->keys = k;
+		if (v == NULL || k == NULL)
+			return NULL;
+		c->cap = cap;
+	}
+	memset(&c->v[c->n], 0, sizeof(c->v[0]));
+	c->v[c->n].kind = kind;
+	c->v[c->n].type = key->type;
+	c->keys[c->n] = *key;
+	return &c->v[c->n++];
+}
+
+static int cmp_change(const void *a, const void *b)
+{
+	const struct tx_change *x = a, *y = b;
+	return strcmp(x->path != NULL ? x->path : "",
+		      y->path != NULL ? y->path : "");
+}
+
+static char *source_file(struct tx_table *tt, const char *path)
+{
+	char *out;
+
+	if (path == NULL || asprintf(&out, "%s%s",
+				     strcmp(tt->cfg.source_path, "/") == 0
+					 ? ""
+					 : tt->cfg.source_path,
+				     path) < 0)
+		return NULL;
+	return out;
+}
+
+int tx_diff(struct tx_table *tt, uint64_t id, uid_t requester,
+	    struct tx_change **out, size_t *nout)
+{
+	struct auth_args a = {
+		.tt = tt,
+		.id = id,
+		.requester = requester,
+		.from = TX_OPEN,
+		.check_only = true,
+	};
+	struct snap_args snap = { 0 };
+	struct changes c = { 0 };
+	struct view_name *v = NULL;
+	size_t n = 0;
+	int ret;
+
+	*out = NULL;
+	*nout = 0;
+	/* Runs on the worker, so no commit or abort frees what it reads. */
+	ret = stm_atomically(start_body, &a, STM_RO);
+	if (ret == 0)
+		ret = view_names(tt->cfg.views, id, &v, &n);
+	if (ret == 0)
+		ret = snapshot(a.t, &snap);
+	for (size_t i = 0; ret == 0 && i < n; i++) {
+		struct view_name *x = &v[i];
+		struct tx_change *ch;
+		if (x->found) {
+			const struct node_key *k = &x->obj.key;
+			struct view_name *from = NULL;
+			if (x->base.existed && same_obj(&x->base.key, k))
+				continue;
+			for (size_t j = 0; j < n && from == NULL; j++)
+				if (j != i && !v[j].found &&
+				    v[j].base.existed &&
+				    same_obj(&v[j].base.key, k))
+					from = &v[j];
+			char kind = from != NULL		  ? 'R'
+				    : !x->base.existed		  ? 'A'
+				    : x->base.key.type != k->type ? 'T'
+								  : 'M';
+			ch = change_add(&c, kind, k);
+			if (ch == NULL) {
+				ret = -ENOMEM;
+				break;
+			}
+			ch->path = view_path(tt, v, n, x);
+			if (from != NULL)
+				ch->old = base_path(tt, from->dh, from->name);
+			ch->new_file = handle_abs(x->obj.handle);
+			if (kind == 'R')
+				ch->old_file = source_file(tt, ch->old);
+			else if (kind != 'A') {
+				char *bp = base_path(tt, x->dh, x->name);
+				ch->old_file = source_file(tt, bp);
+				free(bp);
+			}
+		} else {
+			bool moved = false;
+			if (!x->base.existed)
+				continue;
+			for (size_t j = 0; j < n && !moved; j++)
+				moved = v[j].found &&
+					same_obj(&v[j].obj.key, &x->base.key);
+			if (moved)
+				continue;
+			ch = change_add(&c, 'D', &x->base.key);
+			if (ch == NULL) {
+				ret = -ENOMEM;
+				break;
+			}
+			ch->path = base_path(tt, x->dh, x->name);
+			ch->old_file = source_file(tt, ch->path);
+		}
+	}
+	/* Content and attribute changes of base files. */
+	for (size_t i = 0; ret == 0 && i < snap.n; i++) {
+		struct shadow *s = snap.v[i];
+		struct tx_change *ch = NULL;
+		struct stat sst;
+		bool gone = false;
+		for (size_t j = 0; j < c.n && ch == NULL; j++)
+			if (same_obj(&c.keys[j], &s->base))
+				ch = &c.v[j];
+		for (size_t j = 0; j < n && !gone; j++)
+			gone = !v[j].found && v[j].base.existed &&
+			       same_obj(&v[j].base.key, &s->base);
+		if (ch == NULL && gone)
+			continue; /* deleted; reported as such */
+		if (ch == NULL) {
+			ch = change_add(&c, 'M', &s->base);
+			if (ch == NULL) {
+				ret = -ENOMEM;
+				break;
+			}
+			ch->path = shadow_view_path(tt, v, n, s);
+			ch->old_file = source_file(tt, s->path);
+		}
+		free(ch->new_file);
+		ch->new_file = handle_abs(s->handle);
+		int sfd = handle_open(s->handle, O_PATH | O_NOFOLLOW);
+		if (sfd >= 0 && fstat(sfd, &sst) == 0)
+			ch->mode_changed = (sst.st_mode & 07777) !=
+					   (s->base_st.st_mode & 07777);
+		if (sfd >= 0)
+			close(sfd);
+	}
+	free(snap.v);
+	view_names_free(v, n);
+	free(c.keys);
+	if (ret < 0) {
+		tx_changes_free(c.v, c.n);
+		return ret;
+	}
+	qsort(c.v, c.n, sizeof(c.v[0]), cmp_change);
+	*out = c.v;
+	*nout = c.n;
+	return 0;
 }

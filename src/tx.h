@@ -31,13 +31,16 @@ struct journal;
 struct membership;
 struct statedir;
 struct tx_table;
+struct view_change;
+struct view_table;
 
 struct tx_config {
 	struct node_table *nodes;
 	struct statedir *state;
 	struct journal *journal;
 	struct membership *members;
-	const char *source_path; /* resolved; for paths in messages */
+	struct view_table *views; /* the names of each view */
+	const char *source_path;  /* resolved; for paths in messages */
 };
 
 /* What a transaction looks like from the outside (list, show). */
@@ -102,6 +105,25 @@ int tx_commit(struct tx_table *tt, uint64_t id, uid_t requester,
 
 /* Aborts transaction id.  Returns 0, -ENOENT, -EPERM or -EBUSY. */
 int tx_abort(struct tx_table *tt, uint64_t id, uid_t requester);
+
+/*
+ * What transaction id changed, like `git status`: one change per path,
+ * sorted by path.  Must run where commits and aborts run (the worker).
+ * Returns 0, -ENOENT, -EPERM, -EBUSY (not open) or -errno.
+ */
+struct tx_change {
+	char kind;   /* 'A'dded, 'M'odified, 'D'eleted, 'R'enamed,
+			   * 'T'ype changed */
+	char *path;  /* in the mount; for D the removed path */
+	char *old;   /* R: the old path */
+	mode_t type; /* S_IFREG, ... (now; for D before) */
+	bool mode_changed;
+	char *old_file; /* absolute path of the base version, or NULL */
+	char *new_file; /* absolute path of the new version, or NULL */
+};
+int tx_diff(struct tx_table *tt, uint64_t id, uid_t requester,
+	    struct tx_change **out, size_t *n);
+void tx_changes_free(struct tx_change *c, size_t n);
 
 /* The open transaction bound to control connection conn, or 0. */
 uint64_t tx_by_conn(struct tx_table *tt, uint64_t conn);
@@ -171,6 +193,20 @@ int tx_resolve(struct tx_table *tt, uint64_t view, const struct node_key *base,
  */
 int tx_copy_up(struct tx_table *tt, uint64_t view, struct node *n,
 	       bool truncate);
+
+/*
+ * Name operations.  tx_new_object reserves a fresh name (leaf) in the
+ * transaction's directory and gives a descriptor of that directory (the
+ * caller closes it) in which the caller makes the new object; the
+ * transaction cannot end until the caller calls tx_end_object.
+ * tx_apply_names records a name operation in the view, unless the
+ * transaction has ended meanwhile (-EBUSY).  Both return 0 or -errno.
+ */
+int tx_new_object(struct tx_table *tt, uint64_t view, int *dirfd,
+		  char leaf[24]);
+void tx_end_object(struct tx_table *tt, uint64_t view);
+int tx_apply_names(struct tx_table *tt, uint64_t view,
+		   const struct view_change *ch);
 
 /*
  * Records that a non-member changed base object key (a write, truncate,

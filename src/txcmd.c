@@ -30,9 +30,10 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
-enum job_kind { JOB_BEGIN, JOB_COMMIT, JOB_ABORT, JOB_BIND };
+enum job_kind { JOB_BEGIN, JOB_COMMIT, JOB_ABORT, JOB_BIND, JOB_DIFF };
 
 struct job {
 	enum job_kind kind;
@@ -191,6 +192,32 @@ static int verb_abort(const struct control_request *req,
 		      struct control_reply *rep, void *arg)
 {
 	return verb_end(req, rep, arg, JOB_ABORT);
+}
+
+static int verb_diff(const struct control_request *req,
+		     struct control_reply *rep, void *arg)
+{
+	return verb_end(req, rep, arg, JOB_DIFF);
+}
+
+static const char *type_letter(mode_t type)
+{
+	switch (type & S_IFMT) {
+	case S_IFDIR:
+		return "d";
+	case S_IFLNK:
+		return "l";
+	case S_IFIFO:
+		return "p";
+	case S_IFSOCK:
+		return "s";
+	case S_IFCHR:
+		return "c";
+	case S_IFBLK:
+		return "b";
+	default:
+		return "f";
+	}
 }
 
 static int verb_bind(const struct control_request *req,
@@ -454,6 +481,32 @@ static void run_job(struct txcmd *tc, struct job *j)
 		}
 		tx_conflicts_clear(&conflicts);
 		break;
+	case JOB_DIFF: {
+		struct tx_change *c;
+		size_t n;
+		ret = tx_diff(tc->cfg.tx, txid, j->peer.uid, &c, &n);
+		for (size_t i = 0; ret == 0 && i < n; i++) {
+			char kind[2] = { c[i].kind, '\0' };
+			control_reply_record(rep);
+			control_reply_add(rep, "change", kind);
+			control_reply_add(rep, "path",
+					  c[i].path ? c[i].path : "?");
+			if (c[i].old != NULL)
+				control_reply_add(rep, "old", c[i].old);
+			control_reply_add(rep, "type", type_letter(c[i].type));
+			if (c[i].mode_changed)
+				control_reply_add(rep, "mode_changed", "1");
+			if (c[i].old_file != NULL)
+				control_reply_add(rep, "old_file",
+						  c[i].old_file);
+			if (c[i].new_file != NULL)
+				control_reply_add(rep, "new_file",
+						  c[i].new_file);
+		}
+		if (ret == 0)
+			tx_changes_free(c, n);
+		break;
+	}
 	case JOB_ABORT:
 		if (rep == NULL && tx_by_conn(tc->cfg.tx, j->peer.conn) != txid)
 			break; /* it ended some other way meanwhile */
@@ -540,6 +593,7 @@ static const struct {
 	{ "begin", verb_begin }, { "commit", verb_commit },
 	{ "abort", verb_abort }, { "bind", verb_bind },
 	{ "list", verb_list },	 { "show", verb_show },
+	{ "diff", verb_diff },
 };
 
 int txcmd_start(const struct txcmd_config *cfg, struct txcmd **out)

@@ -17,6 +17,7 @@
 #include "node.h"
 #include "statedir.h"
 #include "tx.h"
+#include "view.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -46,6 +47,7 @@ static int src_fd = -1;	   /* SOURCE, O_RDONLY | O_DIRECTORY */
 static struct statedir *sd;
 static struct journal *jrnl;
 static struct membership *mem;
+static struct view_table *views;
 static struct node_table *nodes;
 static struct tx_table *tt;
 static pid_t kids[MAX_KIDS];
@@ -70,6 +72,7 @@ static void open_table(void)
 		.state = sd,
 		.journal = jrnl,
 		.members = mem,
+		.views = views,
 		.source_path = src,
 	};
 
@@ -105,6 +108,7 @@ static void setup(void)
 	ck_assert_msg(ret == 0, "statedir_open: %d: %s", ret, why);
 	open_journal();
 	ck_assert_int_eq(membership_new(false, &mem), 0);
+	ck_assert_int_eq(view_table_new(&views), 0);
 	open_table();
 	nkids = 0;
 }
@@ -120,6 +124,8 @@ static void teardown(void)
 	nkids = 0;
 	tx_table_free(tt);
 	tt = NULL;
+	view_table_free(views);
+	views = NULL;
 	node_table_free(nodes);
 	membership_free(mem);
 	journal_close(jrnl);
