@@ -1068,7 +1068,7 @@ int tx_bind(struct tx_table *tt, uint64_t id, uid_t requester, pid_t pid)
 		return ret;
 	ret = may_bind(requester, pid);
 	if (ret < 0)
-		return ret;
+		return ret == -EPERM ? -EACCES : ret;
 	return membership_bind(tt->cfg.members, pid, id);
 }
 

@@ -83,7 +83,11 @@ bool tx_table_invariants(struct tx_table *tt);
 int tx_begin(struct tx_table *tt, uid_t requester, pid_t leader,
 	     const char *label, uint64_t conn, uint64_t *id);
 
-/* Binds pid into transaction id (same errors as tx_begin, and -ENOENT). */
+/*
+ * Binds pid into transaction id.  Returns 0, -ENOENT, -EPERM (requester
+ * does not own the transaction), -EACCES (the process belongs to another
+ * user), -ESRCH or -EBUSY.
+ */
 int tx_bind(struct tx_table *tt, uint64_t id, uid_t requester, pid_t pid);
 
 /* A conflict report: one path per conflicting object. */

@@ -450,10 +450,20 @@ static void run_job(struct txcmd *tc, struct job *j)
 		break;
 	case JOB_BIND:
 		ret = tx_bind(tc->cfg.tx, txid, j->peer.uid, j->pid);
-		if (ret == -EBUSY || ret == -ESRCH || ret == -EPERM)
+		if (ret == -EACCES) {
+			ret = -EPERM;
+			control_reply_error(rep, ret,
+					    "cannot bind process %d: it "
+					    "belongs to another user",
+					    (int)j->pid);
+			goto out_send;
+		}
+		if (ret == -EBUSY || ret == -ESRCH) {
 			control_reply_error(rep, ret,
 					    "cannot bind process %d: %s",
 					    (int)j->pid, strerror(-ret));
+			goto out_send;
+		}
 		break;
 	case JOB_COMMIT:
 		ret = tx_commit(tc->cfg.tx, txid, j->peer.uid, &changes,

@@ -21,7 +21,14 @@
 #     and reaps every daemon (a daemon that exits non-zero fails the test),
 #     prints the daemon logs when the scenario failed, and removes $T;
 #   - helpers: txfs_mount, txfs_mount_at, txfs_umount, fail, the assert_*
-#     and expect_* functions, tree_snapshot/tree_compare and run_both.
+#     and expect_* functions, tree_snapshot/tree_compare, run_both, and
+#     stop_at_cleanup (kills a background job left running at the end);
+#   - for transactions: require_txctl (which also exports TXCTL, FSOP, MNT,
+#     SRC and T for child shells), txctl (runs $TXCTL -m $MNT), expect_status
+#     (a command's exit status, its output kept in $T/out and $T/err),
+#     tx_leader/tx_wait_id (a background subshell that begins a transaction
+#     with itself as leader) and assert_no_tx_state (the state directory
+#     holds nothing of any transaction).
 #
 # Environment: make check exports TXFSD, TXCTL, FSOP and TESTS_SRCDIR.  Run
 # by hand, the harness looks for the programs in the current directory (a
@@ -131,6 +138,20 @@ trap '_on_err $? "$BASH_COMMAND"' ERR
 # before the daemons are stopped; last registered runs first.
 at_cleanup() {
 	_cleanup_hooks=("$1" "${_cleanup_hooks[@]}")
+}
+
+# stop_at_cleanup PID: when the scenario ends, kills background job PID
+# and waits for it, if it is still a job of this shell (so that a pid
+# recycled after the scenario reaped the job is never hit).
+stop_at_cleanup() {
+	at_cleanup "_stop_job $1"
+}
+_stop_job() {
+	if jobs -p | grep -qx "$1"; then
+		kill "$1" 2>/dev/null
+		wait "$1" 2>/dev/null
+	fi
+	return 0
 }
 
 # --- processes -----------------------------------------------------------
@@ -714,4 +735,71 @@ run_both() {
 # as_nobody COMMAND…: runs COMMAND as nobody:nogroup without extra groups.
 as_nobody() {
 	setpriv --reuid=nobody --regid=nogroup --clear-groups -- "$@"
+}
+
+# --- transactions -----------------------------------------------------------
+
+# require_txctl: fails unless $TXCTL is built, and exports TXCTL, FSOP, MNT,
+# SRC and T so that members started as "bash -c '…'" or "txctl run -- …"
+# can use them.
+require_txctl() {
+	[ -x "$TXCTL" ] || fail "no txctl at $TXCTL"
+	export TXCTL FSOP MNT SRC T
+}
+
+# txctl ARGS…: runs txctl against the daemon serving $MNT.
+txctl() {
+	"$TXCTL" -m "$MNT" "$@"
+}
+
+# expect_status STATUS COMMAND…: COMMAND exits with STATUS.  Its standard
+# output and error are left in $T/out and $T/err for further checks.
+expect_status() {
+	local want=$1 rc=0
+	shift
+	"$@" >"$T/out" 2>"$T/err" || rc=$?
+	if [ "$rc" != "$want" ]; then
+		cat "$T/out" "$T/err" >&2
+		fail "'$*' exited with status $rc; expected $want"
+	fi
+}
+
+# tx_leader IDFILE COMMAND…: runs COMMAND (a function or a program) in a
+# background subshell that first begins a transaction with itself as the
+# leader (txctl begin --pid) and writes the id to IDFILE; COMMAND finds it
+# in $TXID (exported).  Sets TX_LEADER to the subshell's pid: "wait
+# $TX_LEADER" gives COMMAND's status; a subshell not waited for is killed
+# at cleanup.  The transaction outlives the subshell.
+tx_leader() {
+	local file=$1
+	shift
+	(
+		me=$BASHPID
+		TXID=$(txctl begin --pid "$me") || fail "txctl begin failed"
+		export TXID
+		echo "$TXID" >"$file.tmp"
+		mv "$file.tmp" "$file"
+		"$@"
+	) &
+	TX_LEADER=$!
+	stop_at_cleanup "$TX_LEADER"
+}
+
+# tx_wait_id IDFILE: waits for tx_leader to write IDFILE, prints the id.
+tx_wait_id() {
+	wait_for 30 test -s "$1" || fail "no transaction id in $1"
+	cat "$1"
+}
+
+# assert_no_tx_state [STATEDIR]: the state directory (default $SRC/.txfs)
+# holds nothing but the journal (journal.db*) and the lock file.
+assert_no_tx_state() {
+	local dir=${1:-$SRC/.txfs} path
+	[ -d "$dir" ] || fail "no state directory $dir"
+	for path in "$dir"/* "$dir"/.[!.]* "$dir"/..?*; do
+		case ${path##*/} in
+		journal.db | journal.db-* | lock) ;;
+		*) [ ! -e "$path" ] || fail "$dir holds $path" ;;
+		esac
+	done
 }
