@@ -14,6 +14,7 @@
 #ifndef TXFS_H
 #define TXFS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -302,6 +303,45 @@ void txfs_tx_info_clear(struct txfs_tx_info *info);
 
 /* Frees an array of n entries from txfs_list.  NULL-safe. */
 void txfs_tx_list_free(struct txfs_tx_info *list, size_t n);
+
+/*
+ * One object a transaction changed, as txfs_diff reports it.  The strings
+ * belong to the struct.
+ */
+struct txfs_change {
+	char change;	   /* 'A' added, 'M' modified (content and/or
+			      attributes), 'D' deleted, 'R' renamed, 'T'
+			      type changed (the name leads to an object of
+			      another type) */
+	char type;	   /* the object's type now (for 'D': before): 'f'
+			      regular, 'd' directory, 'l' symbolic link, 'p'
+			      fifo, 's' socket, 'c' or 'b' device */
+	bool mode_changed; /* its permission bits differ from the base */
+	char *path;	   /* its path in the mount, from "/"; for 'D' the
+			      removed path, for 'R' the new one */
+	char *old;	   /* for 'R' the old path, else NULL */
+	char *old_file;	   /* the base version's absolute path in SOURCE;
+			      NULL for 'A', or when the daemon cannot name it */
+	char *new_file;	   /* the transaction's version's absolute path;
+			      NULL for 'D', or when the daemon cannot name it */
+};
+
+/*
+ * Lists what transaction txid (0: the caller's own) changed compared with
+ * its base, like `git status`: one entry per changed path, sorted by path,
+ * in a new array of *n entries stored in *out (NULL when there are none),
+ * which the caller frees with txfs_changes_free.  old_file and new_file
+ * may be read (by root, or whoever may read them) to compare the contents.
+ * Returns 0, -ENOENT (no such transaction, or the caller is in none),
+ * -EPERM (not the owner), -EPROTO when an entry lacks a field or has a
+ * malformed or contradictory one, or a transport error; on failure *out
+ * is NULL and *n is 0.
+ */
+int txfs_diff(struct txfs_client *cl, uint64_t txid, struct txfs_change **out,
+	      size_t *n);
+
+/* Frees an array of n entries from txfs_diff.  NULL-safe. */
+void txfs_changes_free(struct txfs_change *changes, size_t n);
 
 #ifdef __cplusplus
 }

@@ -2432,6 +2432,8 @@ int tx_diff(struct tx_table *tt, uint64_t id, uid_t requester,
 			ch->path = view_path(tt, v, n, x);
 			if (from != NULL)
 				ch->old = base_path(tt, from->dh, from->name);
+			if (kind == 'R' && ch->old == NULL)
+				ch->kind = kind = 'A'; /* lost track of it */
 			ch->new_file = handle_abs(x->obj.handle);
 			if (kind == 'R')
 				ch->old_file = source_file(tt, ch->old);

@@ -807,3 +807,133 @@ void txfs_tx_list_free(struct txfs_tx_info *list, size_t n)
 		txfs_tx_info_clear(&list[i]);
 	free(list);
 }
+
+/* --- Diff ---------------------------------------------------------------- */
+
+/*
+ * Copies the value of key in record rec of r into *out, or sets it to
+ * NULL when there is none; -EPROTO when it holds a NUL byte.
+ */
+static int get_opt_str(const struct txfs_reply *r, size_t rec, const char *key,
+		       char **out)
+{
+	*out = NULL;
+	if (txfs_reply_record_get(r, rec, key, NULL) == NULL)
+		return 0;
+	return get_str(r, rec, key, out);
+}
+
+/*
+ * Reads the one-letter value of key in record rec of r into *out; -EPROTO
+ * when it is absent or is not exactly one of the letters in allowed.
+ */
+static int get_letter(const struct txfs_reply *r, size_t rec, const char *key,
+		      const char *allowed, char *out)
+{
+	size_t len;
+	const char *s = txfs_reply_record_get(r, rec, key, &len);
+
+	if (s == NULL || len != 1 || s[0] == '\0' ||
+	    strchr(allowed, s[0]) == NULL)
+		return -EPROTO;
+	*out = s[0];
+	return 0;
+}
+
+static void change_clear(struct txfs_change *c)
+{
+	free(c->path);
+	free(c->old);
+	free(c->old_file);
+	free(c->new_file);
+	memset(c, 0, sizeof(*c));
+}
+
+/*
+ * Fills *c from record rec of a diff reply; on failure it holds nothing.
+ * Besides a missing or malformed field, a contradictory one is -EPROTO:
+ * an old path on anything but a rename (or none on a rename), a base
+ * version of an added object, a new version of a deleted one, or a
+ * version that is not an absolute path.
+ */
+static int parse_change(const struct txfs_reply *r, size_t rec,
+			struct txfs_change *c)
+{
+	const char *mode;
+	size_t len;
+	int rc;
+
+	memset(c, 0, sizeof(*c));
+	if ((rc = get_letter(r, rec, "change", "AMDRT", &c->change)) != 0 ||
+	    (rc = get_letter(r, rec, "type", "fdlpscb", &c->type)) != 0 ||
+	    (rc = get_str(r, rec, "path", &c->path)) != 0 ||
+	    (rc = get_opt_str(r, rec, "old", &c->old)) != 0 ||
+	    (rc = get_opt_str(r, rec, "old_file", &c->old_file)) != 0 ||
+	    (rc = get_opt_str(r, rec, "new_file", &c->new_file)) != 0)
+		goto out_clear_change;
+	mode = txfs_reply_record_get(r, rec, "mode_changed", &len);
+	if (mode != NULL && (len != 1 || (mode[0] != '0' && mode[0] != '1')))
+		rc = -EPROTO;
+	c->mode_changed = mode != NULL && mode[0] == '1';
+	if (c->path[0] == '\0' || (c->change == 'R') != (c->old != NULL) ||
+	    (c->old != NULL && c->old[0] == '\0') ||
+	    (c->change == 'A' && c->old_file != NULL) ||
+	    (c->change == 'D' && c->new_file != NULL) ||
+	    (c->old_file != NULL && c->old_file[0] != '/') ||
+	    (c->new_file != NULL && c->new_file[0] != '/'))
+		rc = -EPROTO;
+	if (rc != 0)
+		goto out_clear_change;
+	return 0;
+
+out_clear_change:
+	change_clear(c);
+	return rc;
+}
+
+int txfs_diff(struct txfs_client *cl, uint64_t txid, struct txfs_change **out,
+	      size_t *n)
+{
+	struct txfs_change *list = NULL;
+	struct txfs_reply *r;
+	size_t count, done = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	rc = tx_request(cl, &r, "diff", txid);
+	if (rc != 0)
+		goto out_free_reply;
+	count = txfs_reply_records(r);
+	if (count > 0) {
+		list = calloc(count, sizeof(*list));
+		if (list == NULL) {
+			rc = -ENOMEM;
+			goto out_free_reply;
+		}
+	}
+	for (; done < count; done++) {
+		rc = parse_change(r, done + 1, &list[done]);
+		if (rc != 0)
+			goto out_free_list;
+	}
+	txfs_reply_free(r);
+	*out = list;
+	*n = count;
+	return 0;
+
+out_free_list:
+	txfs_changes_free(list, done);
+out_free_reply:
+	txfs_reply_free(r);
+	return rc;
+}
+
+void txfs_changes_free(struct txfs_change *changes, size_t n)
+{
+	if (changes == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		change_clear(&changes[i]);
+	free(changes);
+}

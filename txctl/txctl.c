@@ -24,9 +24,11 @@
 
 /* The verbs, in the order 'txctl help' lists them, ended by NULL. */
 const struct txctl_cmd *const txctl_cmds[] = {
-	&txctl_cmd_begin,  &txctl_cmd_commit, &txctl_cmd_abort,
-	&txctl_cmd_run,	   &txctl_cmd_join,   &txctl_cmd_list,
-	&txctl_cmd_status, &txctl_cmd_help,   NULL,
+	&txctl_cmd_begin,  &txctl_cmd_commit,
+	&txctl_cmd_abort,  &txctl_cmd_run,
+	&txctl_cmd_join,   &txctl_cmd_list,
+	&txctl_cmd_status, &txctl_cmd_diff,
+	&txctl_cmd_help,   NULL,
 };
 
 const struct txctl_cmd *txctl_find_cmd(const char *name)

@@ -54,6 +54,7 @@ struct txctl_cmd {
 extern const struct txctl_cmd txctl_cmd_abort;
 extern const struct txctl_cmd txctl_cmd_begin;
 extern const struct txctl_cmd txctl_cmd_commit;
+extern const struct txctl_cmd txctl_cmd_diff;
 extern const struct txctl_cmd txctl_cmd_help;
 extern const struct txctl_cmd txctl_cmd_join;
 extern const struct txctl_cmd txctl_cmd_list;

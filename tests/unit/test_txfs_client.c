@@ -459,6 +459,185 @@ START_TEST(show_rejects_a_changed_object_without_its_kind)
 }
 END_TEST
 
+START_TEST(diff_parses_every_kind_of_change)
+{
+	struct txfs_change *c = NULL;
+	struct fake f;
+	size_t n = 0;
+
+	fake_open(&f);
+	fake_answer(&f, "ok\n"
+			"record\nchange=A\npath=/a%20b\ntype=f\n"
+			"new_file=/state/7/1\n"
+			"record\nchange=D\npath=/d\ntype=d\nold_file=/src/d\n"
+			"record\nchange=M\npath=/m\ntype=f\nmode_changed=1\n"
+			"old_file=/src/m\nnew_file=/state/7/2\n"
+			"record\nchange=R\npath=/new\nold=/old\ntype=l\n"
+			"mode_changed=0\nold_file=/src/old\n"
+			"new_file=/src/new\n"
+			"record\nchange=T\npath=/t\ntype=p\nold_file=/src/t\n"
+			"new_file=/state/7/3\n\n");
+	ck_assert_int_eq(txfs_diff(f.cl, 7, &c, &n), 0);
+	fake_expect(&f, "diff txid=7\n");
+	ck_assert_uint_eq(n, 5);
+
+	ck_assert_int_eq(c[0].change, 'A');
+	ck_assert_str_eq(c[0].path, "/a b");
+	ck_assert_int_eq(c[0].type, 'f');
+	ck_assert(!c[0].mode_changed);
+	ck_assert_ptr_null(c[0].old);
+	ck_assert_ptr_null(c[0].old_file);
+	ck_assert_str_eq(c[0].new_file, "/state/7/1");
+
+	ck_assert_int_eq(c[1].change, 'D');
+	ck_assert_int_eq(c[1].type, 'd');
+	ck_assert_str_eq(c[1].old_file, "/src/d");
+	ck_assert_ptr_null(c[1].new_file);
+
+	ck_assert_int_eq(c[2].change, 'M');
+	ck_assert(c[2].mode_changed);
+	ck_assert_str_eq(c[2].old_file, "/src/m");
+	ck_assert_str_eq(c[2].new_file, "/state/7/2");
+
+	ck_assert_int_eq(c[3].change, 'R');
+	ck_assert_str_eq(c[3].path, "/new");
+	ck_assert_str_eq(c[3].old, "/old");
+	ck_assert_int_eq(c[3].type, 'l');
+	ck_assert(!c[3].mode_changed);
+
+	ck_assert_int_eq(c[4].change, 'T');
+	ck_assert_int_eq(c[4].type, 'p');
+	txfs_changes_free(c, n);
+	fake_close(&f);
+}
+END_TEST
+
+START_TEST(diff_of_own_transaction_without_changes_is_empty)
+{
+	struct txfs_change *c = (struct txfs_change *)&c;
+	struct fake f;
+	size_t n = 7;
+
+	fake_open(&f);
+	fake_answer(&f, "ok\n\n");
+	ck_assert_int_eq(txfs_diff(f.cl, 0, &c, &n), 0);
+	fake_expect(&f, "diff\n");
+	ck_assert_ptr_null(c);
+	ck_assert_uint_eq(n, 0);
+	fake_close(&f);
+}
+END_TEST
+
+START_TEST(diff_tolerates_versions_the_daemon_cannot_name)
+{
+	struct txfs_change *c = NULL;
+	struct fake f;
+	size_t n = 0;
+
+	fake_open(&f);
+	fake_answer(&f, "ok\nrecord\nchange=M\npath=/m\ntype=f\n\n");
+	ck_assert_int_eq(txfs_diff(f.cl, 3, &c, &n), 0);
+	fake_expect(&f, "diff txid=3\n");
+	ck_assert_uint_eq(n, 1);
+	ck_assert_ptr_null(c[0].old_file);
+	ck_assert_ptr_null(c[0].new_file);
+	txfs_changes_free(c, n);
+	fake_close(&f);
+}
+END_TEST
+
+/* A good diff record, to put before a bad one. */
+#define GOOD_CHANGE "record\nchange=A\npath=/ok\ntype=f\nnew_file=/s/ok\n"
+
+START_TEST(diff_fails_whole_when_one_record_is_malformed)
+{
+	static const char *const bad[] = {
+		"ok\n" GOOD_CHANGE "record\npath=/x\ntype=f\n\n",
+		"ok\n" GOOD_CHANGE "record\nchange=X\npath=/x\ntype=f\n\n",
+		"ok\n" GOOD_CHANGE "record\nchange=MM\npath=/x\ntype=f\n\n",
+		"ok\n" GOOD_CHANGE "record\nchange=\npath=/x\ntype=f\n\n",
+		"ok\n" GOOD_CHANGE "record\nchange=%00\npath=/x\ntype=f\n\n",
+		"ok\nrecord\nchange=M\ntype=f\n\n",
+		"ok\nrecord\nchange=M\npath=\ntype=f\n\n",
+		"ok\nrecord\nchange=M\npath=/a%00b\ntype=f\n\n",
+		"ok\nrecord\nchange=M\npath=/x\n\n",
+		"ok\nrecord\nchange=M\npath=/x\ntype=x\n\n",
+		"ok\nrecord\nchange=M\npath=/x\ntype=f\nmode_changed=yes\n\n",
+		"ok\nrecord\nchange=M\npath=/x\ntype=f\nmode_changed=\n\n",
+		"ok\nrecord\nchange=M\npath=/x\ntype=f\nold_file=rel\n\n",
+		"ok\nrecord\nchange=M\npath=/x\ntype=f\nnew_file=\n\n",
+	};
+	struct fake f;
+
+	fake_open(&f);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct txfs_change *c = (struct txfs_change *)&c;
+		size_t n = 7;
+
+		fake_answer(&f, bad[i]);
+		ck_assert_msg(txfs_diff(f.cl, 2, &c, &n) == -EPROTO,
+			      "accepted %s", bad[i]);
+		fake_expect(&f, "diff txid=2\n");
+		ck_assert_ptr_null(c);
+		ck_assert_uint_eq(n, 0);
+	}
+	fake_close(&f);
+}
+END_TEST
+
+START_TEST(diff_rejects_fields_that_contradict_the_change)
+{
+	static const char *const bad[] = {
+		/* A rename without its old path, or another with one. */
+		"ok\nrecord\nchange=R\npath=/x\ntype=f\n\n",
+		"ok\nrecord\nchange=R\npath=/x\nold=\ntype=f\n\n",
+		"ok\nrecord\nchange=M\npath=/x\nold=/y\ntype=f\n\n",
+		/* A base version of an added object, a new one of a deleted. */
+		"ok\nrecord\nchange=A\npath=/x\ntype=f\nold_file=/s/x\n\n",
+		"ok\nrecord\nchange=D\npath=/x\ntype=f\nnew_file=/s/x\n\n",
+	};
+	struct fake f;
+
+	fake_open(&f);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct txfs_change *c = (struct txfs_change *)&c;
+		size_t n = 7;
+
+		fake_answer(&f, bad[i]);
+		ck_assert_msg(txfs_diff(f.cl, 0, &c, &n) == -EPROTO,
+			      "accepted %s", bad[i]);
+		fake_expect(&f, "diff\n");
+		ck_assert_ptr_null(c);
+		ck_assert_uint_eq(n, 0);
+	}
+	fake_close(&f);
+}
+END_TEST
+
+START_TEST(diff_returns_the_daemons_errno_and_message)
+{
+	struct txfs_change *c = (struct txfs_change *)&c;
+	struct fake f;
+	size_t n = 7;
+
+	fake_open(&f);
+	fake_answer(&f, "err ENOENT not in a transaction\n\n");
+	ck_assert_int_eq(txfs_diff(f.cl, 0, &c, &n), -ENOENT);
+	fake_expect(&f, "diff\n");
+	ck_assert_ptr_null(c);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_str_eq(txfs_last_message(f.cl), "not in a transaction");
+
+	fake_answer(&f, "err EPERM transaction 5 belongs to another user\n"
+			"record\nchange=A\npath=/x\ntype=f\n\n");
+	ck_assert_int_eq(txfs_diff(f.cl, 5, &c, &n), -EPERM);
+	fake_expect(&f, "diff txid=5\n");
+	ck_assert_ptr_null(c);
+	ck_assert_uint_eq(n, 0);
+	fake_close(&f);
+}
+END_TEST
+
 START_TEST(transport_failure_leaves_no_daemon_message)
 {
 	struct txfs_commit_result res;
@@ -511,6 +690,15 @@ static Suite *txfs_client_suite(void)
 	tcase_add_test(tc, list_fails_whole_when_one_record_is_bad);
 	tcase_add_test(tc, show_reports_the_fields_and_changed_paths);
 	tcase_add_test(tc, show_rejects_a_changed_object_without_its_kind);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("diff");
+	tcase_add_test(tc, diff_parses_every_kind_of_change);
+	tcase_add_test(tc, diff_of_own_transaction_without_changes_is_empty);
+	tcase_add_test(tc, diff_tolerates_versions_the_daemon_cannot_name);
+	tcase_add_test(tc, diff_fails_whole_when_one_record_is_malformed);
+	tcase_add_test(tc, diff_rejects_fields_that_contradict_the_change);
+	tcase_add_test(tc, diff_returns_the_daemons_errno_and_message);
 	suite_add_tcase(s, tc);
 	return s;
 }
