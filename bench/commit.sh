@@ -61,12 +61,12 @@ for _ in $(seq "$REPS"); do
 	drop
 	# A member shell: begin binds it, the write copies up, commit publishes.
 	out=$(bash -c '
-		ctl() { "$0" --socket "$1" "${@:2}"; }
-		id=$(ctl begin --pid $$ --label bench) || exit 1
+		txctl=$0 sock=$1 mnt=$2
+		id=$("$txctl" --socket "$sock" begin --pid $$ --label bench) || exit 1
 		t0=$(($(date +%s%N) / 1000000))
-		printf x | dd of="$2/big" bs=1 count=1 seek=4096 conv=notrunc status=none
+		printf x | dd of="$mnt/big" bs=1 count=1 seek=4096 conv=notrunc status=none
 		t1=$(($(date +%s%N) / 1000000))
-		printf x | dd of="$2/small" bs=1 count=1 seek=17 conv=notrunc status=none
+		printf x | dd of="$mnt/small" bs=1 count=1 seek=17 conv=notrunc status=none
 		echo "$id $((t1 - t0))"
 	' "$TXCTL" "$SOCK" "$MNT")
 	id=${out% *}
