@@ -69,6 +69,7 @@
 #include <linux/fs.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -528,38 +529,40 @@ static int claim_body(struct stm_tx *stx, void *arg)
 	return 0;
 }
 
-/* Unlinks s from the hash chain and its transaction's list. */
-static int unlink_shadow(struct stm_tx *stx, struct tx_table *tt,
-			 struct shadow *s)
+/*
+ * Unlinks s from the list starting at link whose next pointers are the
+ * tvar at byte offset off in each shadow.
+ */
+static int unlink_from(struct stm_tx *stx, struct stm_tvar *link,
+		       struct shadow *s, size_t off)
 {
-	struct stm_tvar *link =
-	    &tt->buckets[bucket_of(s->base.dev, s->base.ino)];
 	struct shadow *cur, *next;
 
 	for (;;) {
 		STM_LOADP(stx, link, &cur);
 		if (cur == NULL)
+			return 0;
+		if (cur == s)
 			break;
-		if (cur == s) {
-			STM_LOADP(stx, &s->next_hash, &next);
-			stm_write(stx, link, (uintptr_t)next);
-			break;
-		}
-		link = &cur->next_hash;
+		link = (struct stm_tvar *)((char *)cur + off);
 	}
-	link = &s->tx->shadows;
-	for (;;) {
-		STM_LOADP(stx, link, &cur);
-		if (cur == NULL)
-			break;
-		if (cur == s) {
-			STM_LOADP(stx, &s->next_tx, &next);
-			stm_write(stx, link, (uintptr_t)next);
-			break;
-		}
-		link = &cur->next_tx;
-	}
+	STM_LOADP(stx, (struct stm_tvar *)((char *)s + off), &next);
+	stm_write(stx, link, (uintptr_t)next);
 	return 0;
+}
+
+/* Unlinks s from the hash chain and its transaction's list. */
+static int unlink_shadow(struct stm_tx *stx, struct tx_table *tt,
+			 struct shadow *s)
+{
+	int ret =
+	    unlink_from(stx, &tt->buckets[bucket_of(s->base.dev, s->base.ino)],
+			s, offsetof(struct shadow, next_hash));
+
+	if (ret != 0)
+		return ret;
+	return unlink_from(stx, &s->tx->shadows, s,
+			   offsetof(struct shadow, next_tx));
 }
 
 struct ready_args {

@@ -80,6 +80,20 @@ struct view_table {
 	_Atomic size_t nviews;	   /* a hint for view_any */
 };
 
+/* Makes room for one more element in a growable array; 0 or -ENOMEM. */
+static int grow(void **v, size_t *cap, size_t n, size_t size)
+{
+	if (n < *cap)
+		return 0;
+	size_t ncap = *cap * 2 + 16;
+	void *nv = realloc(*v, ncap * size);
+	if (nv == NULL)
+		return -ENOMEM;
+	*v = nv;
+	*cap = ncap;
+	return 0;
+}
+
 static uint64_t hash_of(uint64_t view, const struct node_key *dir,
 			const char *name)
 {
@@ -559,15 +573,9 @@ static int collect(struct list_args *a, struct vstate *vs, bool shadowed_ok,
 			     i++)
 				dup = strcmp(a->v[i].name, e->name) == 0;
 			if (!dup) {
-				if (a->n == a->cap) {
-					size_t cap = a->cap * 2 + 16;
-					void *nv =
-					    realloc(a->v, cap * sizeof(*a->v));
-					if (nv == NULL)
-						return -ENOMEM;
-					a->v = nv;
-					a->cap = cap;
-				}
+				if (grow((void **)&a->v, &a->cap, a->n,
+					 sizeof(*a->v)) < 0)
+					return -ENOMEM;
 				STM_LOADP(tx, &e->value, &val);
 				a->v[a->n].name = strdup(e->name);
 				if (a->v[a->n].name == NULL)
@@ -698,14 +706,8 @@ static int log_body(struct stm_tx *tx, void *arg)
 		return ret;
 	STM_LOADP(tx, &vs->log, &l);
 	while (l != NULL) {
-		if (a->n == a->cap) {
-			size_t cap = a->cap * 2 + 16;
-			void *nv = realloc(a->v, cap * sizeof(*a->v));
-			if (nv == NULL)
-				return -ENOMEM;
-			a->v = nv;
-			a->cap = cap;
-		}
+		if (grow((void **)&a->v, &a->cap, a->n, sizeof(*a->v)) < 0)
+			return -ENOMEM;
 		a->v[a->n++] = l;
 		STM_LOADP(tx, &l->next, &l);
 	}
@@ -783,14 +785,8 @@ static int names_body(struct stm_tx *tx, void *arg)
 		return ret;
 	STM_LOADP(tx, &vs->entries, &e);
 	while (e != NULL) {
-		if (a->n == a->cap) {
-			size_t cap = a->cap * 2 + 16;
-			void *nv = realloc(a->v, cap * sizeof(*a->v));
-			if (nv == NULL)
-				return -ENOMEM;
-			a->v = nv;
-			a->cap = cap;
-		}
+		if (grow((void **)&a->v, &a->cap, a->n, sizeof(*a->v)) < 0)
+			return -ENOMEM;
 		/* Copied inside the body: values change while a view lives. */
 		struct view_name *x = &a->v[a->n];
 		memset(x, 0, sizeof(*x));
