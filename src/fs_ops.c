@@ -290,12 +290,11 @@ static void fix_attr(struct fs *fs, uint64_t view, struct node *n,
 			st->st_nlink = tg.nlink;
 		handle_free(tg.handle);
 	}
-	/* Links the view's names add or remove. */
-	if (key.type != S_IFDIR) {
-		long d = view_nlink_delta(fs->cfg.views, view, &key);
-		if (d != 0 && (long)st->st_nlink + d >= 0)
-			st->st_nlink = (nlink_t)((long)st->st_nlink + d);
-	}
+	/* Links the view's names add or remove (for a directory: its
+	 * subdirectories). */
+	long d = view_nlink_delta(fs->cfg.views, view, &key);
+	if (d != 0 && (long)st->st_nlink + d >= 0)
+		st->st_nlink = (nlink_t)((long)st->st_nlink + d);
 }
 
 static void proc_path(int fd, char *buf, size_t len)
@@ -877,6 +876,11 @@ static void vbase(int pfd, const char *name, struct view_base *b)
 	memset(b, 0, sizeof(*b));
 	b->existed =
 	    node_stat(pfd, name, AT_SYMLINK_NOFOLLOW, &st, &b->key) == 0;
+	if (b->existed) {
+		b->size = st.st_size;
+		b->mtime = st.st_mtim;
+		b->ctime = st.st_ctim;
+	}
 }
 
 /* Is the directory obj empty in view?  0: empty, -ENOTEMPTY, -errno. */

@@ -1419,6 +1419,13 @@ static int check_name(const struct node_key *dir, const struct handle *dh,
 	same = exists == base->existed &&
 	       (!exists ||
 		(st.st_ino == base->key.ino && st.st_dev == base->key.dev));
+	/* The same file, changed meanwhile, conflicts too. */
+	if (same && exists && !S_ISDIR(st.st_mode))
+		same = st.st_size == base->size &&
+		       st.st_mtim.tv_sec == base->mtime.tv_sec &&
+		       st.st_mtim.tv_nsec == base->mtime.tv_nsec &&
+		       st.st_ctim.tv_sec == base->ctime.tv_sec &&
+		       st.st_ctim.tv_nsec == base->ctime.tv_nsec;
 	if (!same) {
 		char *path = mount_path(c->tt, dfd, name);
 		ret = add_conflict(c->conflicts, path != NULL ? path : name);

@@ -37,6 +37,7 @@
 #include <string.h>
 
 #define VIEW_BUCKETS (1u << 16)
+#define VIEW_NL_MAX  4 /* link counts one operation may change */
 
 struct value {
 	bool found;
@@ -309,12 +310,13 @@ struct apply_args {
 	struct view_table *vt;
 	uint64_t view;
 	const struct view_change *ch;
-	struct vstate *vs;    /* used if the view has none */
-	struct entry *e[2];   /* used if the names have none */
-	struct value *val[2]; /* the names' new values */
-	struct nlrec *nl[2];  /* used if the objects have none */
+	struct vstate *vs;	       /* used if the view has none */
+	struct entry *e[2];	       /* used if the names have none */
+	struct value *val[2];	       /* the names' new values */
+	struct nlrec *nl[VIEW_NL_MAX]; /* used if the objects have none */
 	struct logrec *log;
-	bool used_vs, used_e[2], used_nl[2];
+	bool used_vs, used_e[2], used_nl[VIEW_NL_MAX];
+	int next_nl; /* the next unused nl */
 	view_guard_fn guard;
 	void *garg;
 };
@@ -352,10 +354,11 @@ static int set_name(struct stm_tx *tx, struct apply_args *a, struct vstate *vs,
 
 /* Adds d to the view's link-count delta of obj in a body. */
 static int add_links(struct stm_tx *tx, struct apply_args *a, struct vstate *vs,
-		     int i, const struct node_key *obj, long d)
+		     const struct node_key *obj, long d)
 {
 	struct nlrec *r, *first;
 	uintptr_t cur;
+	int i;
 
 	STM_LOADP(tx, &vs->nlinks, &first);
 	for (r = first; r != NULL;) {
@@ -364,6 +367,7 @@ static int add_links(struct stm_tx *tx, struct apply_args *a, struct vstate *vs,
 		STM_LOADP(tx, &r->next, &r);
 	}
 	if (r == NULL) {
+		i = a->next_nl++;
 		r = a->nl[i];
 		a->used_nl[i] = true;
 		r->key = *obj;
@@ -387,7 +391,8 @@ static int apply_body(struct stm_tx *tx, void *arg)
 	int ret;
 
 	a->used_vs = a->used_e[0] = a->used_e[1] = false;
-	a->used_nl[0] = a->used_nl[1] = false;
+	memset(a->used_nl, 0, sizeof(a->used_nl));
+	a->next_nl = 0;
 	if (a->guard != NULL) {
 		ret = a->guard(tx, a->garg);
 		if (ret != 0)
@@ -408,21 +413,46 @@ static int apply_body(struct stm_tx *tx, void *arg)
 		ret = set_name(tx, a, vs, 1, &op->dir2, op->name2);
 	if (ret != 0)
 		return ret;
+	/*
+	 * Link counts: a file counts its names, a directory its
+	 * subdirectories' ".." (so a directory's own count never changes).
+	 */
+	bool sdir = ch->src.key.type == S_IFDIR;
+	bool ddir = ch->dst.key.type == S_IFDIR;
+	bool moves = !same_key(&op->dir1, &op->dir2);
 	switch (op->kind) {
 	case VIEW_LINK:
-		ret = add_links(tx, a, vs, 0, &op->obj.key, 1);
-		break;
-	case VIEW_UNLINK:
-		if (ch->src.key.type != S_IFDIR)
-			ret = add_links(tx, a, vs, 0, &ch->src.key, -1);
-		break;
-	case VIEW_RENAME:
-		if (ch->dst_exists && !(op->flags & RENAME_EXCHANGE) &&
-		    ch->dst.key.type != S_IFDIR &&
-		    !same_key(&ch->dst.key, &ch->src.key))
-			ret = add_links(tx, a, vs, 0, &ch->dst.key, -1);
+		ret = add_links(tx, a, vs, &op->obj.key, 1);
 		break;
 	case VIEW_CREATE:
+		if (op->obj.key.type == S_IFDIR)
+			ret = add_links(tx, a, vs, &op->dir1, 1);
+		break;
+	case VIEW_UNLINK:
+		ret = add_links(tx, a, vs, sdir ? &op->dir1 : &ch->src.key, -1);
+		break;
+	case VIEW_RENAME:
+		if (op->flags & RENAME_EXCHANGE) {
+			/* A directory swapped with a non-directory moves a
+			 * ".." from one parent to the other. */
+			if (sdir != ddir && moves) {
+				ret = add_links(tx, a, vs, &op->dir1,
+						sdir ? -1 : 1);
+				if (ret == 0)
+					ret = add_links(tx, a, vs, &op->dir2,
+							sdir ? 1 : -1);
+			}
+			break;
+		}
+		if (sdir && moves) {
+			ret = add_links(tx, a, vs, &op->dir1, -1);
+			if (ret == 0)
+				ret = add_links(tx, a, vs, &op->dir2, 1);
+		}
+		if (ret == 0 && ch->dst_exists &&
+		    !same_key(&ch->dst.key, &ch->src.key))
+			ret = add_links(tx, a, vs,
+					ddir ? &op->dir2 : &ch->dst.key, -1);
 		break;
 	}
 	if (ret != 0)
@@ -483,7 +513,8 @@ int view_apply(struct view_table *vt, uint64_t view,
 
 	a.vs = calloc(1, sizeof(*a.vs));
 	a.log = calloc(1, sizeof(*a.log));
-	a.nl[0] = calloc(1, sizeof(*a.nl[0]));
+	for (int i = 0; i < VIEW_NL_MAX; i++)
+		a.nl[i] = calloc(1, sizeof(*a.nl[i]));
 	a.e[0] = entry_new(view, &op->dir1, op->dh1, op->name1, &ch->base1);
 	if (rename)
 		a.e[1] =
@@ -503,6 +534,7 @@ int view_apply(struct view_table *vt, uint64_t view,
 		break;
 	}
 	if (a.vs == NULL || a.log == NULL || a.nl[0] == NULL ||
+	    a.nl[1] == NULL || a.nl[2] == NULL || a.nl[3] == NULL ||
 	    a.e[0] == NULL || a.val[0] == NULL ||
 	    (rename && (a.e[1] == NULL || a.val[1] == NULL)))
 		goto out_free;
@@ -513,8 +545,10 @@ int view_apply(struct view_table *vt, uint64_t view,
 	stm_tvar_init(&a.vs->log, 0);
 	stm_tvar_init(&a.vs->nlinks, 0);
 	stm_tvar_init(&a.vs->next, 0);
-	stm_tvar_init(&a.nl[0]->delta, 0);
-	stm_tvar_init(&a.nl[0]->next, 0);
+	for (int i = 0; i < VIEW_NL_MAX; i++) {
+		stm_tvar_init(&a.nl[i]->delta, 0);
+		stm_tvar_init(&a.nl[i]->next, 0);
+	}
 	stm_tvar_init(&a.log->next, 0);
 	ret = stm_atomically(apply_body, &a, 0);
 	if (ret == 0) {
@@ -524,12 +558,12 @@ int view_apply(struct view_table *vt, uint64_t view,
 		a.val[0] = a.val[1] = NULL;
 		if (a.used_vs)
 			a.vs = NULL;
-		for (int i = 0; i < 2; i++) {
+		for (int i = 0; i < 2; i++)
 			if (a.used_e[i])
 				a.e[i] = NULL;
+		for (int i = 0; i < VIEW_NL_MAX; i++)
 			if (a.used_nl[i])
 				a.nl[i] = NULL;
-		}
 	}
 out_free:
 	free(a.vs);
@@ -541,8 +575,9 @@ out_free:
 			free(a.e[i]);
 		}
 		value_free(a.val[i]);
-		free(a.nl[i]);
 	}
+	for (int i = 0; i < VIEW_NL_MAX; i++)
+		free(a.nl[i]);
 	return ret;
 }
 

@@ -23,6 +23,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
 
 #include "node.h"
 
@@ -41,6 +43,11 @@ struct view_obj {
 struct view_base {
 	bool existed;
 	struct node_key key;
+	/* The object's version then: a change to it conflicts with removing
+	 * or renaming it (not checked for directories, whose entries are
+	 * names of their own). */
+	off_t size;
+	struct timespec mtime, ctime;
 };
 
 /* The kinds of name operation, as logged. */

@@ -522,6 +522,35 @@ START_TEST(rename_over_a_file_subtracts_one_from_the_replaced_object)
 }
 END_TEST
 
+START_TEST(a_subdirectory_counts_in_its_parent)
+{
+	struct node_key d = dkey(10), e = dkey(11), sub = dkey(20);
+	struct view_obj f = obj(fkey(100), NULL, false);
+	struct view_change ch;
+
+	/* A new subdirectory adds its ".." to the parent's count. */
+	ch = create_at(d, NULL, "sub", obj(sub, NULL, true), "n1");
+	apply(3, &ch);
+	ck_assert_int_eq(view_nlink_delta(vt, 3, &d), 1);
+	/* Moving it to another directory moves the link. */
+	ch = rename_to(d, "sub", e, "sub", obj(sub, NULL, true), NULL, 0);
+	apply(3, &ch);
+	ck_assert_int_eq(view_nlink_delta(vt, 3, &d), 0);
+	ck_assert_int_eq(view_nlink_delta(vt, 3, &e), 1);
+	/* Exchanging it with a file in d moves it back. */
+	ch = rename_to(e, "sub", d, "f", obj(sub, NULL, true), &f,
+		       RENAME_EXCHANGE);
+	apply(3, &ch);
+	ck_assert_int_eq(view_nlink_delta(vt, 3, &d), 1);
+	ck_assert_int_eq(view_nlink_delta(vt, 3, &e), 0);
+	/* Removing it takes the link away; other views never saw it. */
+	ch = unlink_at(d, "f", obj(sub, NULL, true), no_base);
+	apply(3, &ch);
+	ck_assert_int_eq(view_nlink_delta(vt, 3, &d), 0);
+	ck_assert_int_eq(view_nlink_delta(vt, 4, &d), 0);
+}
+END_TEST
+
 START_TEST(directories_and_exchanges_are_not_counted)
 {
 	struct node_key d = dkey(10), sub = dkey(11), sub2 = dkey(12);
@@ -1161,6 +1190,7 @@ static Suite *view_suite(void)
 	tcase_add_test(tc, list_reports_one_directorys_names_in_one_view);
 	tcase_add_test(tc, link_adds_one_link_to_the_object);
 	tcase_add_test(tc, unlink_of_a_file_subtracts_one_link);
+	tcase_add_test(tc, a_subdirectory_counts_in_its_parent);
 	tcase_add_test(
 	    tc, rename_over_a_file_subtracts_one_from_the_replaced_object);
 	tcase_add_test(tc, directories_and_exchanges_are_not_counted);
