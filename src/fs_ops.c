@@ -788,8 +788,8 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
  * caller's ownership, see invariant (4).  pfd is the directory it is
  * created in as the caller sees it (for the set-group-ID rule).
  */
-static int set_owner_in(fuse_req_t req, int pfd_obj, const char *name,
-			mode_t mode, int pfd)
+static int set_owner_in(fuse_req_t req, int dfd, const char *name, mode_t mode,
+			int pfd)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct stat pst;
@@ -799,14 +799,13 @@ static int set_owner_in(fuse_req_t req, int pfd_obj, const char *name,
 		return 0;
 	if (fstat(pfd, &pst) < 0)
 		return -errno;
-	pfd = pfd_obj;
 	if (pst.st_mode & S_ISGID)
 		gid = pst.st_gid;
-	if (fchownat(pfd, name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+	if (fchownat(dfd, name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
 	/* chown clears set-ID bits the caller asked for; put them back. */
 	if ((mode & (S_ISUID | S_ISGID)) && !S_ISLNK(mode) && !S_ISDIR(mode) &&
-	    fchmodat(pfd, name, mode & 07777, 0) < 0)
+	    fchmodat(dfd, name, mode & 07777, 0) < 0)
 		return -errno;
 	return 0;
 }
@@ -829,12 +828,6 @@ enum make_kind { MAKE_NODE, MAKE_DIR, MAKE_SYMLINK };
  * does its I/O, then records it with tx_apply_names, and replies.
  */
 
-/* Identity of a directory node, as the view knows it. */
-static void dir_key(struct node *d, struct node_key *key)
-{
-	node_get_key(d, key);
-}
-
 /*
  * What name in parent (open at pfd) leads to in view.  Returns 0 and the
  * object (free obj->handle), or -ENOENT.
@@ -846,7 +839,7 @@ static int vget(struct fs *fs, uint64_t view, struct node *parent, int pfd,
 	struct stat st;
 	int fd, ret;
 
-	dir_key(parent, &pkey);
+	node_get_key(parent, &pkey);
 	ret = view_lookup(fs->cfg.views, view, &pkey, name, obj);
 	if (ret < 0)
 		return ret;
@@ -940,7 +933,7 @@ static void change_init(struct view_change *ch, enum view_op_kind kind,
 {
 	memset(ch, 0, sizeof(*ch));
 	ch->op.kind = kind;
-	dir_key(p1, &ch->op.dir1);
+	node_get_key(p1, &ch->op.dir1);
 	ch->op.dh1 = (struct handle *)node_handle(p1);
 	ch->op.name1 = (char *)n1;
 }
@@ -1100,7 +1093,7 @@ static int vrename(fuse_req_t req, uint64_t view, struct node *p,
 		return npfd;
 	}
 	change_init(&ch, VIEW_RENAME, p, name);
-	dir_key(np, &ch.op.dir2);
+	node_get_key(np, &ch.op.dir2);
 	ch.op.dh2 = (struct handle *)node_handle(np);
 	ch.op.name2 = (char *)newname;
 	ch.op.flags = flags;

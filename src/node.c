@@ -800,6 +800,19 @@ int node_open(struct node_table *t, struct node *n, int flags)
 	return fd;
 }
 
+int node_open_root(struct node_table *t)
+{
+	int rfd = node_fd_get(t, &t->root), fd;
+
+	if (rfd < 0)
+		return rfd;
+	fd = fcntl(rfd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
+		fd = -errno;
+	node_fd_put(t, &t->root);
+	return fd;
+}
+
 const struct handle *node_handle(const struct node *n)
 {
 	return node_is_root(n) ? NULL : n->handle;
@@ -926,16 +939,8 @@ int node_get_name(struct node_table *t, struct node *n, int *dirfd, char *buf,
 		ret = -ENAMETOOLONG;
 		goto out_free;
 	}
-	if (a.parent != NULL) {
-		fd = handle_open(a.parent, O_PATH | O_DIRECTORY);
-	} else {
-		int rfd = node_fd_get(t, &t->root);
-		fd = rfd < 0 ? rfd : fcntl(rfd, F_DUPFD_CLOEXEC, 0);
-		if (rfd >= 0 && fd < 0)
-			fd = -errno;
-		if (rfd >= 0)
-			node_fd_put(t, &t->root);
-	}
+	fd = a.parent != NULL ? handle_open(a.parent, O_PATH | O_DIRECTORY)
+			      : node_open_root(t);
 	if (fd < 0) {
 		ret = fd;
 		goto out_free;

@@ -82,6 +82,9 @@ struct node_key {
 int node_stat(int dirfd, const char *name, int flags, struct stat *st,
 	      struct node_key *key);
 
+/* A new O_PATH descriptor of the root (SOURCE), owned by the caller. */
+int node_open_root(struct node_table *t);
+
 /* The node's file handle; NULL for the root (and objects without). */
 struct handle;
 const struct handle *node_handle(const struct node *n);

@@ -1270,18 +1270,12 @@ static int fsync_dir(int pfd)
 	return ret;
 }
 
-/* Opens the shadow's base directory (O_PATH); the root when NULL. */
-static int open_parent(struct tx_table *tt, const struct shadow *s)
+/* Opens a directory by handle (O_PATH); the root for NULL. */
+static int open_dir(struct tx_table *tt, const struct handle *h)
 {
-	if (s->parent != NULL)
-		return handle_open(s->parent, O_PATH | O_DIRECTORY);
-	int rfd = node_fd_get(tt->cfg.nodes, node_root(tt->cfg.nodes));
-	int fd = rfd < 0 ? rfd : fcntl(rfd, F_DUPFD_CLOEXEC, 0);
-	if (rfd >= 0 && fd < 0)
-		fd = -errno;
-	if (rfd >= 0)
-		node_fd_put(tt->cfg.nodes, node_root(tt->cfg.nodes));
-	return fd;
+	if (h != NULL)
+		return handle_open(h, O_PATH | O_DIRECTORY);
+	return node_open_root(tt->cfg.nodes);
 }
 
 struct changed_args {
@@ -1368,14 +1362,6 @@ static int write_into(int sfd, int pfd, const char *name,
 out_close:
 	close(bfd);
 	return ret;
-}
-
-/* Opens a directory by handle (O_PATH); the root for NULL. */
-static int open_dir(struct tx_table *tt, const struct handle *h)
-{
-	if (h != NULL)
-		return handle_open(h, O_PATH | O_DIRECTORY);
-	return open_parent(tt, &(struct shadow){ .parent = NULL });
 }
 
 static bool created_by(const struct view_op *ops, size_t n,
@@ -1630,7 +1616,7 @@ int tx_commit(struct tx_table *tt, uint64_t id, uid_t requester,
 	for (size_t i = 0; i < snap.n; i++) {
 		struct shadow *s = snap.v[i];
 		struct stat cur;
-		pfds[i] = open_parent(tt, s);
+		pfds[i] = open_dir(tt, s->parent);
 		ret = pfds[i] < 0 ? 1 : check_base(tt, s, pfds[i], &cur);
 		if (ret < 0)
 			goto out_reopen;
@@ -1944,35 +1930,23 @@ int tx_show(struct tx_table *tt, uint64_t id, struct tx_info *out,
 
 /* ---- the table ---------------------------------------------------------- */
 
-/* Opens a directory from journal handle bytes (the root when len is 0). */
-static int open_journal_dir(struct tx_table *tt, const void *h, size_t len)
+/*
+ * Opens an object from journal handle bytes with flags (O_PATH plus
+ * O_DIRECTORY or O_NOFOLLOW); no bytes name the root directory.
+ */
+static int open_journal_handle(struct tx_table *tt, const void *h, size_t len,
+			       int flags)
 {
-	if (h == NULL || len == 0)
-		return open_parent(tt, &(struct shadow){ .parent = NULL });
-	if (len < sizeof(struct file_handle))
-		return -EINVAL;
-	struct file_handle *fh = malloc(len);
-	if (fh == NULL)
-		return -ENOMEM;
-	memcpy(fh, h, len);
-	/* Any descriptor on the file system names the mount: SOURCE's. */
-	int fd = open_by_handle_at(tt->statedir_fd, fh,
-				   O_PATH | O_DIRECTORY | O_CLOEXEC);
-	free(fh);
-	return fd < 0 ? -errno : fd;
-}
-
-/* Opens any object from journal handle bytes (O_PATH). */
-static int open_journal_obj(struct tx_table *tt, const void *h, size_t len)
-{
+	if ((h == NULL || len == 0) && (flags & O_DIRECTORY))
+		return node_open_root(tt->cfg.nodes);
 	if (h == NULL || len < sizeof(struct file_handle))
 		return -EINVAL;
 	struct file_handle *fh = malloc(len);
 	if (fh == NULL)
 		return -ENOMEM;
 	memcpy(fh, h, len);
-	int fd = open_by_handle_at(tt->statedir_fd, fh,
-				   O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	/* Any descriptor on the file system names the mount: SOURCE's. */
+	int fd = open_by_handle_at(tt->statedir_fd, fh, flags | O_CLOEXEC);
 	free(fh);
 	return fd < 0 ? -errno : fd;
 }
@@ -1989,7 +1963,8 @@ static int redo_record(uint64_t txid, const struct journal_change *c, size_t n,
 	size_t done = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		int pfd = open_journal_dir(tt, c[i].parent, c[i].parent_len);
+		int pfd = open_journal_handle(tt, c[i].parent, c[i].parent_len,
+					      O_PATH | O_DIRECTORY);
 		int r = 0;
 		if (pfd < 0) {
 			log_err("recovery of transaction %" PRIu64 ": cannot "
@@ -2023,8 +1998,9 @@ static int redo_record(uint64_t txid, const struct journal_change *c, size_t n,
 			 * exchange cannot tell; crash-safe replay of every
 			 * step is the journal's next milestone.)
 			 */
-			int p2 = open_journal_dir(tt, c[i].parent2,
-						  c[i].parent2_len);
+			int p2 = open_journal_handle(tt, c[i].parent2,
+						     c[i].parent2_len,
+						     O_PATH | O_DIRECTORY);
 			if (p2 < 0)
 				r = p2;
 			else if (renameat2(pfd, c[i].name, p2, c[i].name2,
@@ -2034,8 +2010,9 @@ static int redo_record(uint64_t txid, const struct journal_change *c, size_t n,
 			if (p2 >= 0)
 				close(p2);
 		} else if (c[i].kind == JOURNAL_LINK) {
-			int ofd = open_journal_obj(tt, c[i].parent2,
-						   c[i].parent2_len);
+			int ofd = open_journal_handle(tt, c[i].parent2,
+						      c[i].parent2_len,
+						      O_PATH | O_NOFOLLOW);
 			if (ofd < 0)
 				r = ofd;
 			else if (linkat(ofd, "", pfd, c[i].name,
