@@ -48,7 +48,8 @@
  * (idle threads' slots are STM_IDLE, the maximum, so parked threads never
  * hold reclamation back).  Each thread frees its own retired objects, in
  * batches, from a list sorted by tag; threads that exit hand theirs to
- * g_orphans.  Contention: randomised exponential back-off after each
+ * g_orphans, which are freed only below both the slots and the clock read
+ * before the slots were scanned (see reclaim()).  Contention: randomised exponential back-off after each
  * abort, and after SERIAL_AFTER consecutive aborts the body runs in serial
  * mode, where no other attempt can start or still be running, so it cannot
  * conflict.  Statistics: aborts, waits and serial runs are counted on the
@@ -654,9 +655,20 @@ static void orphans_reclaim(uint64_t min, struct vec *out, bool wait)
 	limbo_free(out);
 }
 
-/* Frees what the calling thread retired and nobody can reach any more. */
+/*
+ * Frees what the calling thread retired and nobody can reach any more, and
+ * the orphans that are as safe.  The thread's own entries were all retired
+ * before the scan in epoch_min(), so any attempt that can reach one began
+ * before the scan and shows in it.  Orphans are different: an exiting
+ * thread may hand over an object it retired after the scan, which an
+ * attempt begun after the scan may still reach, and a scan of idle slots
+ * says STM_IDLE.  So orphans are bounded by the clock read before the
+ * scan too: an orphan tagged at or below it was retired by a commit
+ * ordered before the scan, and invariant (7) holds for it.
+ */
 static void reclaim(struct stm_thread *t)
 {
+	uint64_t clock = ATOMIC_LOAD(&g_clock, seq_cst);
 	uint64_t min = epoch_min();
 
 	limbo_lock(t);
@@ -664,7 +676,7 @@ static void reclaim(struct stm_thread *t)
 	limbo_unlock(t);
 	limbo_free(&t->scratch);
 	if (ATOMIC_LOAD(&g_orphans_n, relaxed) != 0)
-		orphans_reclaim(min, &t->scratch, false);
+		orphans_reclaim(min < clock ? min : clock, &t->scratch, false);
 }
 
 /* --- serial mode --------------------------------------------------------- */

@@ -1099,6 +1099,147 @@ START_TEST(parked_and_exited_threads_do_not_stop_reclamation)
 }
 END_TEST
 
+/*
+ * An orphan retired after a reclaimer scanned the epoch slots must not be
+ * freed by that reclaimer while an attempt begun after the scan can still
+ * reach it.  The schedule is forced: the reclaimer (R) is held inside the
+ * destructor of one of its own objects, between its scan and its pass over
+ * the orphans; meanwhile a reader (B) enters an attempt and reads the
+ * pointer to X, and a writer (A) replaces X, retires it and exits, which
+ * makes X an orphan.  Then R goes on.  X's destructor must not run before
+ * B's attempt ends.
+ */
+struct orphan_race {
+	struct stm_tvar ptr;	 /* points at X, then at a fresh record */
+	struct stm_tvar counter; /* written so that retires get a commit tag */
+	_Atomic int r_in_dtor, r_go, b_inside, b_go, b_done;
+	_Atomic int x_freed, x_freed_early;
+};
+
+static struct orphan_race *orace;
+
+static void orphan_blocker_dtor(void *p)
+{
+	free(p);
+	atomic_store(&orace->r_in_dtor, 1);
+	while (!atomic_load(&orace->r_go))
+		sched_yield();
+}
+
+static void orphan_x_dtor(void *p)
+{
+	/* The reader is still inside its attempt: X was freed too early. */
+	if (!atomic_load(&orace->b_done))
+		atomic_store(&orace->x_freed_early, 1);
+	atomic_store(&orace->x_freed, 1);
+	free(p);
+}
+
+struct orphan_retire {
+	void *victim;
+	void (*dtor)(void *);
+};
+
+static int orphan_retire_body(struct stm_tx *tx, void *arg)
+{
+	struct orphan_retire *op = arg;
+	uintptr_t c;
+
+	STM_LOAD(tx, &orace->counter, &c);
+	stm_write(tx, &orace->counter, c + 1);
+	stm_retire(tx, op->victim, op->dtor);
+	return 0;
+}
+
+static void *orphan_reclaimer(void *arg)
+{
+	struct orphan_retire op = { malloc(16), orphan_blocker_dtor };
+
+	(void)arg;
+	/* The blocker has the lowest tag, so it is freed first; retire more
+	 * until a batch triggers reclamation and the blocker's dtor runs. */
+	CHECK(stm_atomically(orphan_retire_body, &op, 0) == 0);
+	while (!atomic_load(&orace->r_go)) {
+		struct orphan_retire more = { malloc(16), NULL };
+
+		CHECK(stm_atomically(orphan_retire_body, &more, 0) == 0);
+	}
+	return NULL;
+}
+
+static int orphan_read_body(struct stm_tx *tx, void *arg)
+{
+	uintptr_t x;
+
+	(void)arg;
+	STM_LOAD(tx, &orace->ptr, &x);
+	atomic_store(&orace->b_inside, 1);
+	while (!atomic_load(&orace->b_go))
+		sched_yield();
+	/* Still inside the attempt that read x: x must be alive. */
+	CHECK(!atomic_load(&orace->x_freed));
+	atomic_store(&orace->b_done, 1);
+	return 0;
+}
+
+static void *orphan_reader(void *arg)
+{
+	(void)arg;
+	CHECK(stm_atomically(orphan_read_body, NULL, STM_RO) == 0);
+	return NULL;
+}
+
+static int orphan_replace_body(struct stm_tx *tx, void *arg)
+{
+	uintptr_t old;
+
+	STM_LOAD(tx, &orace->ptr, &old);
+	stm_write(tx, &orace->ptr, (uintptr_t)arg);
+	stm_retire(tx, (void *)old, orphan_x_dtor);
+	return 0;
+}
+
+static void *orphan_writer(void *arg)
+{
+	/* Fewer retires than a batch: X stays in limbo until the exit. */
+	CHECK(stm_atomically(orphan_replace_body, arg, 0) == 0);
+	return NULL;
+}
+
+START_TEST(orphans_retired_after_a_scan_outlive_readers)
+{
+	struct orphan_race race;
+	pthread_t r, b, a;
+	void *fresh = malloc(16);
+
+	memset(&race, 0, sizeof(race));
+	orace = &race;
+	stm_tvar_init(&race.ptr, (uintptr_t)malloc(16));
+	stm_tvar_init(&race.counter, 0);
+
+	ck_assert_int_eq(pthread_create(&r, NULL, orphan_reclaimer, NULL), 0);
+	while (!atomic_load(&race.r_in_dtor))
+		sched_yield();
+	/* R has scanned the slots (everyone was idle) and is held. */
+	ck_assert_int_eq(pthread_create(&b, NULL, orphan_reader, NULL), 0);
+	while (!atomic_load(&race.b_inside))
+		sched_yield();
+	ck_assert_int_eq(pthread_create(&a, NULL, orphan_writer, fresh), 0);
+	ck_assert_int_eq(pthread_join(a, NULL), 0);
+	/* X is an orphan now; let R reach the orphans. */
+	atomic_store(&race.r_go, 1);
+	ck_assert_int_eq(pthread_join(r, NULL), 0);
+	atomic_store(&race.b_go, 1);
+	ck_assert_int_eq(pthread_join(b, NULL), 0);
+	ck_assert_int_eq(atomic_load(&race.x_freed_early), 0);
+
+	stm_quiesce();
+	ck_assert_int_eq(atomic_load(&race.x_freed), 1);
+	free((void *)stm_peek(&race.ptr));
+	ck_assert_uint_eq(bad, 0);
+}
+END_TEST
+
 /* --- blocking ------------------------------------------------------------ */
 
 struct ring {
@@ -1632,6 +1773,7 @@ static Suite *stm_suite(void)
 	tcase_add_test(tc, injected_validation_failures_leak_nothing);
 	tcase_add_test(tc, retired_records_outlive_every_reader);
 	tcase_add_test(tc, parked_and_exited_threads_do_not_stop_reclamation);
+	tcase_add_test(tc, orphans_retired_after_a_scan_outlive_readers);
 	tcase_add_test(tc, huge_transaction_finishes_against_hot_writers);
 	tcase_add_test(tc, user_error_aborts_without_publishing);
 	tcase_add_test(tc, nested_atomically_joins_the_outer_transaction);
