@@ -19,6 +19,7 @@
 #include "config.h"
 
 #include "control.h"
+#include "crash.h"
 #include "fs_ops.h"
 #include "handle.h"
 #include "journal.h"
@@ -81,6 +82,8 @@ static const char usage_text[] =
     "  --fd-cache N        cached descriptors (default 8192)\n"
     "  --cache-timeout S   seconds the kernel may cache names and "
     "attributes outside transactions (default 0)\n"
+    "  --crash-points      list the crash points TXFS_CRASH can arm, and "
+    "exit\n"
     "  -h, --help          show this help\n"
     "  -V, --version       show the version\n";
 
@@ -148,7 +151,8 @@ static void parse_options(int argc, char **argv, struct options *o)
 		OPT_SOCKET,
 		OPT_THREADS,
 		OPT_FD_CACHE,
-		OPT_TIMEOUT
+		OPT_TIMEOUT,
+		OPT_CRASH_POINTS
 	};
 	static const struct option longopts[] = {
 		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
@@ -156,6 +160,7 @@ static void parse_options(int argc, char **argv, struct options *o)
 		{ "threads", required_argument, NULL, OPT_THREADS },
 		{ "fd-cache", required_argument, NULL, OPT_FD_CACHE },
 		{ "cache-timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "crash-points", no_argument, NULL, OPT_CRASH_POINTS },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -199,6 +204,9 @@ static void parse_options(int argc, char **argv, struct options *o)
 				die("invalid cache timeout '%s'", optarg);
 			break;
 		}
+		case OPT_CRASH_POINTS:
+			crash_list(stdout);
+			exit(0);
 		case 'h':
 			fputs(usage_text, stdout);
 			exit(0);
@@ -472,6 +480,11 @@ int main(int argc, char **argv)
 	parse_options(argc, argv, &d.opt);
 	log_setup("txfsd", LOG_TARGET_STDERR,
 		  d.opt.debug ? LOG_DEBUG : LOG_INFO);
+	{
+		char why[256];
+		if (crash_init(why, sizeof(why)) < 0)
+			die("%s", why);
+	}
 	check_startup(&d);
 	if (!d.opt.foreground)
 		daemonize(&d);
