@@ -197,6 +197,23 @@ int txfs_status(struct txfs_client *cl, struct txfs_status *st);
 /* Frees the strings of *st and zeroes it.  NULL-safe. */
 void txfs_status_clear(struct txfs_status *st);
 
+/* What the daemon's crash recovery did when it started. */
+struct txfs_recovery {
+	uint64_t records;   /* committed transactions finished */
+	uint64_t steps;	    /* their steps performed by recovery */
+	uint64_t already;   /* their steps the crashed daemon had done */
+	uint64_t skipped;   /* steps whose directory was gone */
+	uint64_t discarded; /* unfinished transactions thrown away */
+	uint64_t ms;	    /* how long recovery took */
+};
+
+/*
+ * Asks the daemon what recovery did at its start.  Returns 0, the daemon's
+ * negative errno (-EOPNOTSUPP from a daemon too old to say), -EPROTO for a
+ * malformed reply, or a transport error as txfs_request.
+ */
+int txfs_recovery(struct txfs_client *cl, struct txfs_recovery *out);
+
 /* --- Transactions -------------------------------------------------------- */
 
 /*

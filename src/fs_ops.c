@@ -1122,6 +1122,8 @@ static int vrename(fuse_req_t req, uint64_t view, struct node *p,
 	else if (ch.dst_exists && !(flags & RENAME_EXCHANGE) && ddir)
 		ret = vempty(fs, view, &ch.dst);
 	if (ret == 0) {
+		/* The commit checks that this object is what it moves. */
+		ch.op.obj = ch.src;
 		vbase(pfd, name, &ch.base1);
 		vbase(npfd, newname, &ch.base2);
 		ret = tx_apply_names(fs->cfg.tx, view, &ch);

@@ -17,14 +17,15 @@
  * STATE/journal.db is an SQLite database in WAL mode with synchronous=FULL,
  * so the WAL has been fsynced when a COMMIT returns (and the directory too,
  * the first time SQLite creates the WAL).  PRAGMA user_version holds the
- * format number, JOURNAL_FORMAT.  Format 1 has three tables:
+ * format number, JOURNAL_FORMAT.  Format 2 has three tables:
  *
  *   meta    One row (id 1): max_txid, the largest txid ever recorded or
  *           noted; last_seq, the last commit sequence number handed out;
  *           created_at.
  *   record  One row per committed transaction: txid (the key), seq (its
  *           place in commit order, never reused), owner, label,
- *           committed_at, applied (0 or 1), applied_at.
+ *           committed_at, applied (0 or 1), applied_at, steps (how
+ *           many changes, from the first, are applied and durable).
  *   change  One row per change, keyed (txid, seq), txid referencing record
  *           ON DELETE CASCADE, with a column per journal_change field.
  *           Handles, names, shadow names and paths are BLOBs: file names
@@ -65,6 +66,9 @@
  *      more may be built on the journal; the daemon restarts and recovery
  *      decides.  A full disk (SQLITE_FULL) is not sticky: the transaction
  *      is rolled back cleanly.
+ *  (8) record.steps only grows, and only while the record is COMMITTED:
+ *      the first steps changes of the record are applied and durable in
+ *      SOURCE, so recovery resumes after them.
  *
  * LOCKING
  *
@@ -110,7 +114,9 @@ enum {
 	ST_BUMP_META,
 	ST_INSERT_CHANGE,
 	ST_MARK,
+	ST_MARK_STEPS,
 	ST_RECORD_STATE,
+	ST_RECORD_STEPS,
 	ST_PRUNE,
 	ST_NOTE,
 	ST_MAX_TXID,
@@ -138,7 +144,11 @@ static const char *const sql_text[ST_COUNT] = {
 	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
 	[ST_MARK] = "UPDATE record SET applied = 1, applied_at = ?2 "
 		    "WHERE txid = ?1 AND applied = 0",
+	[ST_MARK_STEPS] = "UPDATE record SET steps = max(steps, ?2) "
+			  "WHERE txid = ?1 AND applied = 0 AND ?2 <= "
+			  "(SELECT count(*) FROM change WHERE txid = ?1)",
 	[ST_RECORD_STATE] = "SELECT applied FROM record WHERE txid = ?1",
+	[ST_RECORD_STEPS] = "SELECT steps FROM record WHERE txid = ?1",
 	[ST_PRUNE] = "DELETE FROM record WHERE applied = 1 AND seq < "
 		     "(SELECT seq FROM record WHERE applied = 1 "
 		     "ORDER BY seq DESC LIMIT 1 OFFSET ?1)",
@@ -197,6 +207,19 @@ static const char *const sql_text[ST_COUNT] = {
 	"PRAGMA user_version = 1;"                                             \
 	"COMMIT;"
 
+/*
+ * Format 2 adds record.steps: how many of the record's changes, from the
+ * first, are applied and durable in SOURCE (invariant (8)).  A format 1
+ * journal is upgraded in place, in one transaction; its pending records
+ * start from step 0, which is how format 1 replayed them.
+ */
+#define UPGRADE_V2                                                             \
+	"BEGIN IMMEDIATE;"                                                     \
+	"ALTER TABLE record ADD COLUMN"                                        \
+	" steps INTEGER NOT NULL DEFAULT 0 CHECK (steps >= 0);"                \
+	"PRAGMA user_version = 2;"                                             \
+	"COMMIT;"
+
 struct journal {
 	pthread_mutex_t lock;
 	char *path;		    /* immutable */
@@ -212,6 +235,7 @@ struct loaded {
 	struct journal_change *changes;
 	char **mem;
 	size_t n, cap;
+	size_t steps; /* record.steps */
 };
 
 static bool invariants_locked(struct journal *j);
@@ -608,6 +632,30 @@ static int create_schema(struct journal *j, int dirfd, char *why, size_t len)
 	return 0;
 }
 
+/* Upgrades a format 1 journal to format 2 (see UPGRADE_V2). */
+static int upgrade(struct journal *j, bool fresh, char *why, size_t len)
+{
+	int64_t version;
+	int rc;
+
+	rc = pragma_int(j->db, "PRAGMA user_version", &version);
+	if (rc != SQLITE_OK)
+		return open_fail(j, rc, why, len, "read the format");
+	if (version != 1)
+		return 0;
+	rc = sqlite3_exec(j->db, UPGRADE_V2, NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		int err = open_fail(j, rc, why, len, "upgrade to format 2");
+
+		if (!sqlite3_get_autocommit(j->db))
+			sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+		return err;
+	}
+	if (!fresh)
+		log_info("journal %s: upgraded from format 1 to 2", j->path);
+	return 0;
+}
+
 /* Prepares every statement; a missing table or column means a foreign schema. */
 static int prepare_all(struct journal *j, char *why, size_t len)
 {
@@ -740,6 +788,9 @@ int journal_open(int statedir_fd, const char *statedir_path,
 		if (ret < 0)
 			goto out_close_db;
 	}
+	ret = upgrade(j, fresh, why, whylen);
+	if (ret < 0)
+		goto out_close_db;
 	ret = prepare_all(j, why, whylen);
 	if (ret < 0)
 		goto out_finalize;
@@ -967,6 +1018,34 @@ out_unlock:
 	return ret;
 }
 
+int journal_mark_steps(struct journal *j, uint64_t txid, size_t steps)
+{
+	sqlite3_stmt *st;
+	int ret, rc;
+
+	if (txid == 0 || txid > INT64_MAX || steps > INT64_MAX)
+		return -EINVAL;
+	pthread_mutex_lock(&j->lock);
+	ret = j->err;
+	if (ret < 0)
+		goto out_unlock;
+	st = j->st[ST_MARK_STEPS];
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)txid);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)steps);
+	rc = run(st);
+	if (rc != SQLITE_OK) {
+		ret = op_fail(j, rc, "cannot record step %zu of %" PRIu64,
+			      steps, txid);
+		goto out_unlock;
+	}
+	if (sqlite3_changes(j->db) != 1)
+		ret = -ENOENT; /* absent, applied, or fewer changes */
+	assert(invariants_locked(j));
+out_unlock:
+	pthread_mutex_unlock(&j->lock);
+	return ret;
+}
+
 int journal_max_txid(struct journal *j, uint64_t *out)
 {
 	int64_t v;
@@ -1158,7 +1237,7 @@ static int load_record(struct journal *j, uint64_t txid, struct loaded *l,
 		       bool *skip)
 {
 	sqlite3_stmt *st;
-	int64_t applied;
+	int64_t applied, steps;
 	int ret = 0, rc;
 
 	*skip = false;
@@ -1186,6 +1265,14 @@ static int load_record(struct journal *j, uint64_t txid, struct loaded *l,
 		*skip = true;
 		goto out_end;
 	}
+	st = j->st[ST_RECORD_STEPS];
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)txid);
+	rc = query_int(st, &steps);
+	if (rc != SQLITE_OK) {
+		ret = op_fail(j, rc, "cannot read the steps of %" PRIu64, txid);
+		goto out_end;
+	}
+	l->steps = (size_t)steps;
 	st = j->st[ST_CHANGES];
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)txid);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1221,7 +1308,16 @@ int journal_pending(struct journal *j, journal_pending_fn fn, void *arg)
 		ret = load_record(j, ids[i], &l, &skip);
 		if (ret < 0 || skip)
 			continue;
-		ret = fn(ids[i], l.changes, l.n, arg);
+		if (l.steps > l.n) {
+			log_err("journal %s: transaction %" PRIu64
+				" claims %zu "
+				"applied steps of %zu",
+				j->path, ids[i], l.steps, l.n);
+			loaded_free(&l);
+			ret = -EBADMSG;
+			break;
+		}
+		ret = fn(ids[i], l.changes, l.n, l.steps, arg);
 		loaded_free(&l);
 	}
 	free(ids);

@@ -21,7 +21,7 @@ struct sqlite3;
 #define JOURNAL_FILE "journal.db"
 
 /* The format this txfsd reads and writes (PRAGMA user_version). */
-#define JOURNAL_FORMAT 1
+#define JOURNAL_FORMAT 2
 
 /* How many applied records are kept as history for status and debugging. */
 #define JOURNAL_KEEP_APPLIED 100
@@ -113,6 +113,16 @@ int journal_commit(struct journal *j, uint64_t txid, uint32_t owner,
 int journal_mark_applied(struct journal *j, uint64_t txid);
 
 /*
+ * Records durably that the first steps changes of txid's COMMITTED record
+ * are applied and durable in SOURCE, so that recovery resumes after them.
+ * A smaller number than the one recorded is ignored.  Returns 0, -ENOENT
+ * when txid has no COMMITTED record or fewer changes than steps (so that a
+ * bad count can never make recovery refuse the record), -EINVAL, or
+ * -errno.
+ */
+int journal_mark_steps(struct journal *j, uint64_t txid, size_t steps);
+
+/*
  * The largest txid ever recorded or noted (0 if none).  It survives the
  * deletion of old records, so the daemon never reuses an id.
  */
@@ -127,7 +137,8 @@ int journal_note_txid(struct journal *j, uint64_t txid);
 
 /*
  * Calls fn once per committed-but-unapplied record, in commit order, with
- * its changes in the order they were given to journal_commit.  The pointers
+ * its changes in the order they were given to journal_commit and the
+ * number of them journal_mark_steps recorded as applied.  The pointers
  * live only during the call.  fn may call other journal functions (e.g.
  * journal_mark_applied); records committed after the iteration began are
  * not visited.  If fn returns non-zero the iteration stops and that value is
@@ -136,7 +147,7 @@ int journal_note_txid(struct journal *j, uint64_t txid);
  */
 typedef int (*journal_pending_fn)(uint64_t txid,
 				  const struct journal_change *changes,
-				  size_t n, void *arg);
+				  size_t n, size_t steps, void *arg);
 int journal_pending(struct journal *j, journal_pending_fn fn, void *arg);
 
 /* Counters for `txctl status`: records committed since open, applied, pending now. */

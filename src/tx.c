@@ -52,6 +52,9 @@
 
 #include "tx.h"
 
+#include "checkpoint.h"
+#include "copy.h"
+#include "crash.h"
 #include "handle.h"
 #include "journal.h"
 #include "log.h"
@@ -79,9 +82,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TX_BUCKETS   4096
-#define TX_ID_BLOCK  1024 /* ids reserved in the journal at a time */
-#define TX_MAX_RETRY 8	  /* copies redone because the base changed */
+#define TX_BUCKETS	4096
+#define TX_ID_BLOCK	1024 /* ids reserved in the journal at a time */
+#define TX_MAX_RETRY	8    /* copies redone because the base changed */
+#define TX_SYNCFS_AFTER 64   /* changes beyond which commit uses syncfs(2) */
 
 enum shadow_state { SH_COPYING, SH_READY, SH_PUBLISHED };
 
@@ -136,6 +140,9 @@ struct tx_table {
 	_Atomic uint64_t generation; /* transactions ended; see tx.h */
 	pthread_mutex_t id_lock;     /* guards next_id and reserved */
 	uint64_t next_id, reserved;
+	struct tx_recovery recovery; /* written by tx_table_new only */
+	uint64_t *redone;	     /* txids recovery redid; tx_table_new */
+	size_t nredone;
 };
 
 static size_t bucket_of(dev_t dev, ino_t ino)
@@ -345,101 +352,6 @@ void tx_note_base_write(struct tx_table *tt, const struct node_key *key)
 	if (atomic_load(&tt->live) == 0)
 		return;
 	(void)stm_atomically(note_body, &a, 0);
-}
-
-/* ---- copying files ------------------------------------------------------ */
-
-/* Copies every byte of from into to (both at offset 0); 0 or -errno. */
-static int copy_data(int from, int to, off_t size, bool try_clone)
-{
-	loff_t in = 0, out = 0;
-
-	if (try_clone && ioctl(to, FICLONE, from) == 0)
-		return 0;
-	while (in < size) {
-		ssize_t n = copy_file_range(from, &in, to, &out,
-					    (size_t)(size - in), 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EXDEV && errno != EOPNOTSUPP &&
-			    errno != ENOSYS && errno != EINVAL)
-				return -errno;
-			/* Fall back to reading and writing. */
-			char buf[1 << 16];
-			ssize_t r = pread(from, buf, sizeof(buf), in);
-			if (r < 0)
-				return -errno;
-			if (r == 0)
-				break;
-			for (ssize_t w = 0; w < r;) {
-				ssize_t k = pwrite(to, buf + w, (size_t)(r - w),
-						   out + w);
-				if (k < 0)
-					return -errno;
-				w += k;
-			}
-			in += r;
-			out += r;
-			continue;
-		}
-		if (n == 0)
-			break; /* the source shrank: a later check notices */
-	}
-	return 0;
-}
-
-/*
- * Makes to's extended attributes equal to from's: sets each of from's and
- * removes those to has that from has not.  0 or -errno.
- */
-static int copy_xattrs(int from, int to)
-{
-	char names[65536], tnames[65536], val[65536];
-	ssize_t len, tlen;
-
-	len = flistxattr(from, names, sizeof(names));
-	if (len < 0)
-		return errno == ENOTSUP ? 0 : -errno;
-	for (ssize_t i = 0; i < len; i += (ssize_t)strlen(names + i) + 1) {
-		ssize_t v = fgetxattr(from, names + i, val, sizeof(val));
-		if (v < 0)
-			return -errno;
-		if (fsetxattr(to, names + i, val, (size_t)v, 0) < 0)
-			return -errno;
-	}
-	tlen = flistxattr(to, tnames, sizeof(tnames));
-	if (tlen < 0)
-		return errno == ENOTSUP ? 0 : -errno;
-	for (ssize_t i = 0; i < tlen; i += (ssize_t)strlen(tnames + i) + 1) {
-		bool found = false;
-		for (ssize_t j = 0; j < len && !found;
-		     j += (ssize_t)strlen(names + j) + 1)
-			found = strcmp(names + j, tnames + i) == 0;
-		if (!found && fremovexattr(to, tnames + i) < 0 &&
-		    errno != ENODATA)
-			return -errno;
-	}
-	return 0;
-}
-
-/* Gives to the owner, mode, times and xattrs of st / from; 0 or -errno. */
-static int copy_meta(int from, int to, const struct stat *st)
-{
-	struct timespec times[2] = { st->st_atim, st->st_mtim };
-	int ret;
-
-	ret = copy_xattrs(from, to);
-	if (ret < 0)
-		return ret;
-	if (fchown(to, st->st_uid, st->st_gid) < 0)
-		return -errno;
-	/* After chown, which may clear set-ID bits. */
-	if (fchmod(to, st->st_mode & 07777) < 0)
-		return -errno;
-	if (futimens(to, times) < 0)
-		return -errno;
-	return 0;
 }
 
 static bool same_version(const struct stat *a, const struct stat *b)
@@ -1156,8 +1068,11 @@ static int drop_body(struct stm_tx *stx, void *arg)
 	return remove_tx_body(stx, &p);
 }
 
-/* Empties and removes the transaction's directory; closes its fd. */
-static void remove_dir(struct tx_table *tt, struct tx *t)
+/*
+ * Empties and removes the transaction's directory; closes its fd.  While
+ * aborting, each removed file is a crash point.
+ */
+static void remove_dir(struct tx_table *tt, struct tx *t, bool aborting)
 {
 	int fd = fcntl(t->dirfd, F_DUPFD_CLOEXEC, 0);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
@@ -1175,6 +1090,8 @@ static void remove_dir(struct tx_table *tt, struct tx *t)
 			log_warn("cannot remove %s/%s/%s: %s",
 				 statedir_path(tt->cfg.state), t->dirname,
 				 e->d_name, strerror(errno));
+		else if (aborting)
+			crash_point(CRASH_ABORT_STEP);
 	}
 	if (d != NULL)
 		closedir(d);
@@ -1186,8 +1103,13 @@ static void remove_dir(struct tx_table *tt, struct tx *t)
 	fsync(tt->statedir_fd);
 }
 
-/* Ends t, whose state this thread owns (COMMITTING or ABORTING). */
-static void finish(struct tx_table *tt, struct tx *t)
+/*
+ * Ends t, whose state this thread owns (COMMITTING or ABORTING).  With
+ * keep_dir its directory stays: it holds shadows a committed record that
+ * could not be applied still needs at the next start.
+ */
+static void finish(struct tx_table *tt, struct tx *t, bool aborting,
+		   bool keep_dir)
 {
 	struct drop_args d = { .tt = tt, .t = t };
 	struct snap_args a = { 0 };
@@ -1209,7 +1131,10 @@ static void finish(struct tx_table *tt, struct tx *t)
 	view_drop(tt->cfg.views, gone.id);
 	atomic_fetch_add(&tt->generation, 1);
 	atomic_fetch_sub(&tt->live, n);
-	remove_dir(tt, &gone);
+	if (keep_dir)
+		close(gone.dirfd);
+	else
+		remove_dir(tt, &gone, aborting);
 	atomic_fetch_sub(&tt->ntx, 1);
 }
 
@@ -1228,7 +1153,7 @@ int tx_abort(struct tx_table *tt, uint64_t id, uid_t requester)
 	if (ret < 0)
 		return ret;
 	(void)stm_atomically(wait_copies_body, a.t, 0);
-	finish(tt, a.t);
+	finish(tt, a.t, true, false);
 	log_info("transaction %" PRIu64 " aborted", id);
 	return 0;
 }
@@ -1257,19 +1182,6 @@ static int add_conflict(struct tx_conflicts *c, const char *path)
 }
 
 /* Syncs the directory open (O_PATH) at pfd; 0 or -errno. */
-static int fsync_dir(int pfd)
-{
-	int fd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int ret = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		ret = -errno;
-	close(fd);
-	return ret;
-}
-
 /* Opens a directory by handle (O_PATH); the root for NULL. */
 static int open_dir(struct tx_table *tt, const struct handle *h)
 {
@@ -1330,38 +1242,6 @@ static int flip_body(struct stm_tx *stx, void *arg)
 	for (size_t i = 0; i < a->n; i++)
 		stm_write(stx, &a->v[i]->state, SH_PUBLISHED);
 	return view_publish_in(stx, a->views, a->view);
-}
-
-/* Writes the shadow's data and attributes into the base inode. */
-static int write_into(int sfd, int pfd, const char *name,
-		      const struct node_key *base)
-{
-	struct stat sst, bst;
-	int bfd, ret;
-
-	bfd = openat(pfd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
-	if (bfd < 0)
-		return -errno;
-	if (fstat(bfd, &bst) < 0 || fstat(sfd, &sst) < 0) {
-		ret = -errno;
-		goto out_close;
-	}
-	if (bst.st_ino != base->ino || bst.st_dev != base->dev) {
-		ret = -ESTALE;
-		goto out_close;
-	}
-	if (ftruncate(bfd, 0) < 0) {
-		ret = -errno;
-		goto out_close;
-	}
-	ret = copy_data(sfd, bfd, sst.st_size, false);
-	if (ret == 0)
-		ret = copy_meta(sfd, bfd, &sst);
-	if (ret == 0 && fsync(bfd) < 0)
-		ret = -errno;
-out_close:
-	close(bfd);
-	return ret;
 }
 
 static bool created_by(const struct view_op *ops, size_t n,
@@ -1459,61 +1339,6 @@ static int check_rmdir(struct tx_table *tt, uint64_t view,
 	return ret;
 }
 
-/* Replays one name operation on SOURCE; 0 or -errno. */
-static int replay(struct tx_table *tt, struct tx *t, const struct view_op *op,
-		  struct shadow **shadows, size_t nshadows)
-{
-	int d1, d2 = -1, fd, ret = 0;
-
-	d1 = open_dir(tt, op->dh1);
-	if (d1 < 0)
-		return d1;
-	switch (op->kind) {
-	case VIEW_CREATE:
-		if (renameat2(t->dirfd, op->leaf, d1, op->name1,
-			      RENAME_NOREPLACE) < 0)
-			ret = -errno;
-		break;
-	case VIEW_LINK: {
-		/* A file whose content was published moved to its shadow. */
-		const struct handle *h = op->obj.handle;
-		for (size_t i = 0; i < nshadows; i++)
-			if (shadows[i]->base.ino == op->obj.key.ino &&
-			    shadows[i]->base.dev == op->obj.key.dev)
-				h = shadows[i]->handle;
-		fd = handle_open(h, O_PATH | O_NOFOLLOW);
-		if (fd < 0) {
-			ret = fd;
-			break;
-		}
-		if (linkat(fd, "", d1, op->name1, AT_EMPTY_PATH) < 0)
-			ret = -errno;
-		close(fd);
-		break;
-	}
-	case VIEW_UNLINK:
-		if (unlinkat(d1, op->name1, (int)op->flags) < 0)
-			ret = -errno;
-		break;
-	case VIEW_RENAME:
-		d2 = open_dir(tt, op->dh2);
-		if (d2 < 0) {
-			ret = d2;
-			break;
-		}
-		if (renameat2(d1, op->name1, d2, op->name2, op->flags) < 0)
-			ret = -errno;
-		if (ret == 0)
-			ret = fsync_dir(d2);
-		close(d2);
-		break;
-	}
-	if (ret == 0)
-		ret = fsync_dir(d1);
-	close(d1);
-	return ret;
-}
-
 /* Fills a journal change for one name operation. */
 static void journal_op(struct journal_change *c, const struct view_op *op,
 		       const char *shadow)
@@ -1553,6 +1378,48 @@ static void journal_op(struct journal_change *c, const struct view_op *op,
 	}
 }
 
+/*
+ * Fsyncs a shadow or an object the transaction created in its directory, if
+ * it is a regular file or a directory: opening anything else could have
+ * effects.
+ */
+static int sync_created(int dirfd, const char *leaf)
+{
+	struct stat st;
+	int fd, ret = 0;
+
+	if (fstatat(dirfd, leaf, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+		return 0;
+	fd = openat(dirfd, leaf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+/* The handle of the base file s copied, checked to be that file. */
+static int base_handle(int pfd, const struct shadow *s, struct handle **out)
+{
+	struct stat st;
+	int fd, ret;
+
+	fd = openat(pfd, s->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		ret = -errno;
+	else if (st.st_ino != s->base.ino || st.st_dev != s->base.dev)
+		ret = -ESTALE;
+	else
+		ret = handle_from_fd(fd, out);
+	close(fd);
+	return ret;
+}
+
 int tx_commit(struct tx_table *tt, uint64_t id, uid_t requester,
 	      size_t *changes, struct tx_conflicts *conflicts)
 {
@@ -1567,9 +1434,10 @@ int tx_commit(struct tx_table *tt, uint64_t id, uid_t requester,
 	struct journal_change *jc = NULL;
 	char(*shadows)[64] = NULL;
 	struct view_op *ops = NULL;
+	struct handle **bases = NULL;
 	size_t nops = 0;
 	int *pfds = NULL;
-	bool *into = NULL;
+	bool *into = NULL, keep = false;
 	struct tx *t;
 	int ret;
 
@@ -1595,22 +1463,36 @@ int tx_commit(struct tx_table *tt, uint64_t id, uid_t requester,
 	for (size_t i = 0; i < snap.n; i++)
 		pfds[i] = -1;
 
-	/* 1. Flush the shadows' data and the directory that holds them. */
-	for (size_t i = 0; i < snap.n; i++) {
-		int fd = openat(t->dirfd, snap.v[i]->leaf,
-				O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		if (fd < 0 || fsync(fd) < 0) {
+	/*
+	 * 1. Flush the shadows' data, the objects the transaction created
+	 * and the directory that holds them: one fsync each for a small
+	 * transaction, one syncfs(2) of the file system for a large one,
+	 * which costs about one fsync however many files it covers.
+	 */
+	if (snap.n + nops > TX_SYNCFS_AFTER) {
+		if (syncfs(t->dirfd) < 0) {
 			ret = -errno;
-			if (fd >= 0)
-				close(fd);
 			goto out_reopen;
 		}
-		close(fd);
+	} else {
+		for (size_t i = 0; i < snap.n; i++) {
+			ret = sync_created(t->dirfd, snap.v[i]->leaf);
+			if (ret < 0)
+				goto out_reopen;
+		}
+		for (size_t i = 0; i < nops; i++) {
+			if (ops[i].kind != VIEW_CREATE)
+				continue;
+			ret = sync_created(t->dirfd, ops[i].leaf);
+			if (ret < 0)
+				goto out_reopen;
+		}
+		if (fsync(t->dirfd) < 0) {
+			ret = -errno;
+			goto out_reopen;
+		}
 	}
-	if (fsync(t->dirfd) < 0) {
-		ret = -errno;
-		goto out_reopen;
-	}
+	crash_point(CRASH_COMMIT_FLUSHED);
 
 	/* 2. First committer wins: every base must be as it was copied. */
 	for (size_t i = 0; i < snap.n; i++) {
@@ -1658,7 +1540,8 @@ int tx_commit(struct tx_table *tt, uint64_t id, uid_t requester,
 
 	/* 3. The durability point: one journal record with every change. */
 	shadows = calloc(snap.n + nops + 1, sizeof(*shadows));
-	if (shadows == NULL) {
+	bases = calloc(snap.n + 1, sizeof(*bases));
+	if (shadows == NULL || bases == NULL) {
 		ret = -ENOMEM;
 		goto out_reopen;
 	}
@@ -1677,11 +1560,36 @@ int tx_commit(struct tx_table *tt, uint64_t id, uid_t requester,
 		jc[i].base_ino = s->base.ino;
 		jc[i].mode = s->base_st.st_mode;
 		jc[i].path = s->path;
+		if (into[i]) {
+			/* The inode itself, whatever names it has later. */
+			ret = base_handle(pfds[i], s, &bases[i]);
+			if (ret < 0)
+				goto out_reopen;
+			hlen = 0;
+			jc[i].parent2 = handle_bytes(bases[i], &hlen);
+			jc[i].parent2_len = hlen;
+		}
 	}
 	for (size_t i = 0; i < nops; i++) {
+		struct journal_change *c = &jc[snap.n + i];
 		snprintf(shadows[snap.n + i], sizeof(shadows[0]), "%s/%s",
 			 t->dirname, ops[i].leaf);
-		journal_op(&jc[snap.n + i], &ops[i], shadows[snap.n + i]);
+		journal_op(c, &ops[i], shadows[snap.n + i]);
+		/* A file whose content is renamed into place is the shadow
+		 * from then on: later steps name the shadow's identity. */
+		for (size_t k = 0; k < snap.n; k++) {
+			struct shadow *s = snap.v[k];
+			if (into[k] || s->base.ino != ops[i].obj.key.ino ||
+			    s->base.dev != ops[i].obj.key.dev)
+				continue;
+			c->base_dev = s->skey.dev;
+			c->base_ino = s->skey.ino;
+			if (c->kind == JOURNAL_LINK) {
+				size_t hlen = 0;
+				c->parent2 = handle_bytes(s->handle, &hlen);
+				c->parent2_len = hlen;
+			}
+		}
 	}
 	ret = snap.n + nops == 0 ? 0
 				 : journal_commit(tt->cfg.journal, id, t->owner,
@@ -1691,69 +1599,33 @@ int tx_commit(struct tx_table *tt, uint64_t id, uid_t requester,
 			id, strerror(-ret));
 		goto out_reopen;
 	}
+	crash_point(CRASH_COMMIT_RECORDED);
 
 	/* 4. Readers through the mount see every change at once. */
 	struct flip_args f = {
 		.v = snap.v, .n = snap.n, .views = tt->cfg.views, .view = id
 	};
 	(void)stm_atomically(flip_body, &f, 0);
+	crash_point(CRASH_COMMIT_FLIPPED);
 
-	/* 5. Apply to SOURCE, then make the directories durable. */
-	for (size_t i = 0; i < snap.n; i++) {
-		struct shadow *s = snap.v[i];
-		int r;
-		if (into[i]) {
-			int sfd = openat(t->dirfd, s->leaf,
-					 O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-			r = sfd < 0
-				? -errno
-				: write_into(sfd, pfds[i], s->name, &s->base);
-			if (sfd >= 0)
-				close(sfd);
-		} else {
-			r = renameat(t->dirfd, s->leaf, pfds[i], s->name) < 0
-				? -errno
-				: 0;
-			if (r == 0)
-				node_mark_dead(tt->cfg.nodes, s->base.dev,
-					       s->base.ino);
-		}
+	/* 5. Apply to SOURCE step by step (checkpoint.c), durably. */
+	if (snap.n + nops > 0) {
+		struct checkpoint_env env = {
+			.statedir_fd = tt->statedir_fd,
+			.nodes = tt->cfg.nodes,
+			.journal = tt->cfg.journal,
+		};
+		struct checkpoint_stats cs = { 0 };
+		int r = checkpoint_apply(&env, id, jc, snap.n + nops, 0, &cs);
+		keep = r < 0;
 		if (r < 0)
-			log_err("transaction %" PRIu64 ": cannot publish %s: "
-				"%s (the journal keeps it for recovery)",
-				id, s->path, strerror(-r));
-		else
-			(*changes)++;
+			log_err("transaction %" PRIu64 " is committed but not "
+				"yet in the source: txfsd applies it at its "
+				"next start",
+				id);
 	}
-	bool all = *changes == snap.n;
-	for (size_t i = 0; i < snap.n; i++) {
-		bool seen = false;
-		for (size_t j = 0; j < i && !seen; j++)
-			seen = snap.v[j]->parent == NULL
-				   ? snap.v[i]->parent == NULL
-				   : snap.v[i]->parent != NULL &&
-					 handle_equal(snap.v[i]->parent,
-						      snap.v[j]->parent);
-		if (!seen && fsync_dir(pfds[i]) < 0)
-			all = false;
-	}
-	/* Then the names, in the order the transaction changed them. */
-	for (size_t i = 0; i < nops; i++) {
-		int r = replay(tt, t, &ops[i], snap.v, snap.n);
-		if (r < 0) {
-			all = false;
-			log_err("transaction %" PRIu64 ": cannot apply name "
-				"operation %zu (%s): %s (the journal keeps it)",
-				id, i + 1, ops[i].name1, strerror(-r));
-		} else {
-			(*changes)++;
-		}
-	}
-	if (all && snap.n + nops > 0 &&
-	    journal_mark_applied(tt->cfg.journal, id) < 0)
-		log_warn("transaction %" PRIu64 ": cannot mark the journal "
-			 "record applied",
-			 id);
+	crash_point(CRASH_COMMIT_APPLIED);
+	*changes = snap.n + nops;
 	log_info("transaction %" PRIu64 " committed (%zu file(s), %zu name "
 		 "operation(s))",
 		 id, snap.n, nops);
@@ -1763,7 +1635,7 @@ out_finish:
 	for (size_t i = 0; i < snap.n; i++)
 		if (pfds[i] >= 0)
 			close(pfds[i]);
-	finish(tt, t);
+	finish(tt, t, false, keep);
 	goto out_free;
 
 out_reopen:
@@ -1779,6 +1651,9 @@ out_reopen:
 	log_err("transaction %" PRIu64 ": commit failed: %s", id,
 		strerror(-ret));
 out_free:
+	for (size_t i = 0; bases != NULL && i < snap.n; i++)
+		handle_free(bases[i]);
+	free(bases);
 	free(snap.v);
 	free(pfds);
 	free(into);
@@ -1931,124 +1806,52 @@ int tx_show(struct tx_table *tt, uint64_t id, struct tx_info *out,
 /* ---- the table ---------------------------------------------------------- */
 
 /*
- * Opens an object from journal handle bytes with flags (O_PATH plus
- * O_DIRECTORY or O_NOFOLLOW); no bytes name the root directory.
- */
-static int open_journal_handle(struct tx_table *tt, const void *h, size_t len,
-			       int flags)
-{
-	if ((h == NULL || len == 0) && (flags & O_DIRECTORY))
-		return node_open_root(tt->cfg.nodes);
-	if (h == NULL || len < sizeof(struct file_handle))
-		return -EINVAL;
-	struct file_handle *fh = malloc(len);
-	if (fh == NULL)
-		return -ENOMEM;
-	memcpy(fh, h, len);
-	/* Any descriptor on the file system names the mount: SOURCE's. */
-	int fd = open_by_handle_at(tt->statedir_fd, fh, flags | O_CLOEXEC);
-	free(fh);
-	return fd < 0 ? -errno : fd;
-}
-
-/*
- * Redoes one committed record that was not applied.  Each step is
- * idempotent: a shadow already renamed into place is gone, and writing
- * into a base inode again writes the same bytes.
+ * Redoes one committed record that was not applied, from the step the
+ * journal recorded (checkpoint.c explains why that is safe).
  */
 static int redo_record(uint64_t txid, const struct journal_change *c, size_t n,
-		       void *arg)
+		       size_t steps, void *arg)
 {
 	struct tx_table *tt = arg;
-	size_t done = 0;
+	struct checkpoint_env env = {
+		.statedir_fd = tt->statedir_fd,
+		.nodes = tt->cfg.nodes,
+		.journal = tt->cfg.journal,
+		.recovery = true,
+	};
+	struct checkpoint_stats cs = { 0 };
+	int ret;
 
-	for (size_t i = 0; i < n; i++) {
-		int pfd = open_journal_handle(tt, c[i].parent, c[i].parent_len,
-					      O_PATH | O_DIRECTORY);
-		int r = 0;
-		if (pfd < 0) {
-			log_err("recovery of transaction %" PRIu64 ": cannot "
-				"open the directory of %s: %s",
-				txid, c[i].path ? c[i].path : c[i].name,
-				strerror(-pfd));
-			continue;
-		}
-		if (c[i].kind == JOURNAL_REPLACE) {
-			if (renameat(tt->statedir_fd, c[i].shadow, pfd,
-				     c[i].name) < 0 &&
-			    errno != ENOENT)
-				r = -errno;
-		} else if (c[i].kind == JOURNAL_CREATE ||
-			   c[i].kind == JOURNAL_MKDIR) {
-			/* Gone from the state directory: already in place. */
-			if (renameat2(tt->statedir_fd, c[i].shadow, pfd,
-				      c[i].name, RENAME_NOREPLACE) < 0 &&
-			    errno != ENOENT)
-				r = -errno;
-		} else if (c[i].kind == JOURNAL_UNLINK ||
-			   c[i].kind == JOURNAL_RMDIR) {
-			if (unlinkat(pfd, c[i].name,
-				     c[i].kind == JOURNAL_RMDIR ? AT_REMOVEDIR
-								: 0) < 0 &&
-			    errno != ENOENT)
-				r = -errno;
-		} else if (c[i].kind == JOURNAL_RENAME) {
-			/*
-			 * A source that is gone was renamed already.  (An
-			 * exchange cannot tell; crash-safe replay of every
-			 * step is the journal's next milestone.)
-			 */
-			int p2 = open_journal_handle(tt, c[i].parent2,
-						     c[i].parent2_len,
-						     O_PATH | O_DIRECTORY);
-			if (p2 < 0)
-				r = p2;
-			else if (renameat2(pfd, c[i].name, p2, c[i].name2,
-					   c[i].flags) < 0 &&
-				 errno != ENOENT)
-				r = -errno;
-			if (p2 >= 0)
-				close(p2);
-		} else if (c[i].kind == JOURNAL_LINK) {
-			int ofd = open_journal_handle(tt, c[i].parent2,
-						      c[i].parent2_len,
-						      O_PATH | O_NOFOLLOW);
-			if (ofd < 0)
-				r = ofd;
-			else if (linkat(ofd, "", pfd, c[i].name,
-					AT_EMPTY_PATH) < 0 &&
-				 errno != EEXIST)
-				r = -errno;
-			if (ofd >= 0)
-				close(ofd);
-		} else if (c[i].kind == JOURNAL_WRITE_INTO) {
-			int sfd = openat(tt->statedir_fd, c[i].shadow,
-					 O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-			struct node_key k = { .dev = (dev_t)c[i].base_dev,
-					      .ino = (ino_t)c[i].base_ino };
-			if (sfd >= 0) {
-				r = write_into(sfd, pfd, c[i].name, &k);
-				close(sfd);
-			} else if (errno != ENOENT) {
-				r = -errno;
-			}
-		}
-		if (r == 0)
-			r = fsync_dir(pfd);
-		close(pfd);
-		if (r < 0)
-			log_err("recovery of transaction %" PRIu64
-				": cannot apply %s: %s",
-				txid, c[i].path ? c[i].path : c[i].name,
-				strerror(-r));
-		else
-			done++;
+	log_info("recovery: redoing transaction %" PRIu64 " from step %zu of "
+		 "%zu",
+		 txid, steps + 1, n);
+	ret = checkpoint_apply(&env, txid, c, n, steps, &cs);
+	tt->recovery.records++;
+	uint64_t *ids = realloc(tt->redone, (tt->nredone + 1) * sizeof(*ids));
+	if (ids != NULL) {
+		tt->redone = ids;
+		ids[tt->nredone++] = txid;
 	}
-	if (done == n && journal_mark_applied(tt->cfg.journal, txid) == 0)
-		log_info("recovery: transaction %" PRIu64 " applied (%zu "
-			 "object(s))",
-			 txid, n);
+	tt->recovery.steps += cs.steps;
+	tt->recovery.already += cs.already + steps;
+	tt->recovery.skipped += cs.skipped;
+	if (ret < 0)
+		return ret;
+	log_info("recovery: transaction %" PRIu64 " applied (%zu step(s) "
+		 "redone, %zu found done)",
+		 txid, cs.steps, cs.already + steps);
 	return 0;
+}
+
+/* Whether dirname (tx-ID) belongs to a record recovery redid just now. */
+static bool redone(struct tx_table *tt, const char *dirname)
+{
+	uint64_t id = strtoull(dirname + 3, NULL, 10);
+
+	for (size_t i = 0; i < tt->nredone; i++)
+		if (tt->redone[i] == id)
+			return true;
+	return false;
 }
 
 /* Removes what transactions of an earlier run left in the state dir. */
@@ -2077,7 +1880,10 @@ static void remove_leftovers(struct tx_table *tt)
 			continue;
 		log_info("removing %s, left by a transaction of an earlier run",
 			 t.dirname);
-		remove_dir(tt, &t);
+		remove_dir(tt, &t, false);
+		/* Not the directory of a record just redone: unfinished. */
+		if (!redone(tt, t.dirname))
+			tt->recovery.discarded++;
 	}
 	closedir(d);
 }
@@ -2105,11 +1911,28 @@ int tx_table_new(const struct tx_config *cfg, struct tx_table **out)
 	atomic_init(&tt->ntx, 0);
 	pthread_mutex_init(&tt->id_lock, NULL);
 
-	/* Redo what was committed but not applied, then clear the rest. */
+	/*
+	 * Redo what was committed but not applied, then clear the rest.  A
+	 * record that cannot be redone stops the start: serving SOURCE half
+	 * changed would break atomicity, and its shadows must stay.
+	 */
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	ret = journal_pending(cfg->journal, redo_record, tt);
 	if (ret < 0)
 		goto out_free_buckets;
+	crash_point(CRASH_RECOVERY_REDONE);
 	remove_leftovers(tt);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	tt->recovery.ms = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000 +
+				     (t1.tv_nsec - t0.tv_nsec) / 1000000);
+	if (tt->recovery.records + tt->recovery.discarded > 0)
+		log_info("recovery: %zu record(s) redone (%zu step(s), %zu "
+			 "found done, %zu skipped), %zu unfinished "
+			 "transaction(s) discarded, in %" PRIu64 " ms",
+			 tt->recovery.records, tt->recovery.steps,
+			 tt->recovery.already, tt->recovery.skipped,
+			 tt->recovery.discarded, tt->recovery.ms);
 	ret = journal_max_txid(cfg->journal, &max);
 	if (ret < 0)
 		goto out_free_buckets;
@@ -2120,10 +1943,16 @@ int tx_table_new(const struct tx_config *cfg, struct tx_table **out)
 
 out_free_buckets:
 	pthread_mutex_destroy(&tt->id_lock);
+	free(tt->redone);
 	free(tt->buckets);
 out_free_table:
 	free(tt);
 	return ret;
+}
+
+void tx_recovery_get(struct tx_table *tt, struct tx_recovery *out)
+{
+	*out = tt->recovery;
 }
 
 void tx_table_free(struct tx_table *tt)
@@ -2144,6 +1973,7 @@ void tx_table_free(struct tx_table *tt)
 	}
 	stm_quiesce();
 	pthread_mutex_destroy(&tt->id_lock);
+	free(tt->redone);
 	free(tt->buckets);
 	free(tt);
 }

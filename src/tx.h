@@ -129,6 +129,17 @@ int tx_diff(struct tx_table *tt, uint64_t id, uid_t requester,
 	    struct tx_change **out, size_t *n);
 void tx_changes_free(struct tx_change *c, size_t n);
 
+/* What recovery did when the table was created (txctl status). */
+struct tx_recovery {
+	size_t records;	  /* committed records redone */
+	size_t steps;	  /* steps performed */
+	size_t already;	  /* steps found done by the crashed run */
+	size_t skipped;	  /* steps whose directory was gone */
+	size_t discarded; /* unfinished transactions' directories removed */
+	uint64_t ms;	  /* how long it took */
+};
+void tx_recovery_get(struct tx_table *tt, struct tx_recovery *out);
+
 /* The open transaction bound to control connection conn, or 0. */
 uint64_t tx_by_conn(struct tx_table *tt, uint64_t conn);
 

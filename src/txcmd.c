@@ -304,6 +304,24 @@ static int verb_list(const struct control_request *req,
 	return CONTROL_DONE;
 }
 
+/* recovery: what recovery did when the daemon started (anyone may ask). */
+static int verb_recovery(const struct control_request *req,
+			 struct control_reply *rep, void *arg)
+{
+	struct txcmd *tc = arg;
+	struct tx_recovery r;
+
+	(void)req;
+	tx_recovery_get(tc->cfg.tx, &r);
+	control_reply_addf(rep, "records", "%zu", r.records);
+	control_reply_addf(rep, "steps", "%zu", r.steps);
+	control_reply_addf(rep, "already", "%zu", r.already);
+	control_reply_addf(rep, "skipped", "%zu", r.skipped);
+	control_reply_addf(rep, "discarded", "%zu", r.discarded);
+	control_reply_addf(rep, "ms", "%" PRIu64, r.ms);
+	return CONTROL_DONE;
+}
+
 static void show_path(const char *path, const char *change, void *arg)
 {
 	struct control_reply *rep = arg;
@@ -603,7 +621,7 @@ static const struct {
 	{ "begin", verb_begin }, { "commit", verb_commit },
 	{ "abort", verb_abort }, { "bind", verb_bind },
 	{ "list", verb_list },	 { "show", verb_show },
-	{ "diff", verb_diff },
+	{ "diff", verb_diff },	 { "recovery", verb_recovery },
 };
 
 int txcmd_start(const struct txcmd_config *cfg, struct txcmd **out)

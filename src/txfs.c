@@ -518,6 +518,25 @@ out_free_reply:
 	return rc;
 }
 
+int txfs_recovery(struct txfs_client *cl, struct txfs_recovery *out)
+{
+	struct txfs_reply *r;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = txfs_request(cl, &r, "recovery", (char *)NULL);
+	if (rc == 0 &&
+	    ((rc = get_u64(r, 0, "records", &out->records)) != 0 ||
+	     (rc = get_u64(r, 0, "steps", &out->steps)) != 0 ||
+	     (rc = get_u64(r, 0, "already", &out->already)) != 0 ||
+	     (rc = get_u64(r, 0, "skipped", &out->skipped)) != 0 ||
+	     (rc = get_u64(r, 0, "discarded", &out->discarded)) != 0 ||
+	     (rc = get_u64(r, 0, "ms", &out->ms)) != 0))
+		memset(out, 0, sizeof(*out));
+	txfs_reply_free(r);
+	return rc;
+}
+
 void txfs_status_clear(struct txfs_status *st)
 {
 	if (st == NULL)

@@ -6,6 +6,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -73,6 +74,21 @@ static void print_text(const struct txfs_status *st)
 	printf("version:      %s (protocol %u)\n", st->version, st->protocol);
 }
 
+static void print_recovery_text(const struct txfs_recovery *r)
+{
+	printf("recovery:     ");
+	if (r->records == 0 && r->discarded == 0) {
+		printf("nothing to recover (%" PRIu64 " ms)\n", r->ms);
+		return;
+	}
+	printf("%" PRIu64 " committed transaction(s) finished (%" PRIu64
+	       " step(s) redone, %" PRIu64 " found done, %" PRIu64
+	       " skipped), %" PRIu64 " unfinished transaction(s) discarded, "
+	       "in %" PRIu64 " ms\n",
+	       r->records, r->steps, r->already, r->skipped, r->discarded,
+	       r->ms);
+}
+
 static void print_stm_text(const struct txfs_reply *r)
 {
 	size_t n = txfs_reply_records(r), width = 4;
@@ -103,6 +119,7 @@ static void print_stm_text(const struct txfs_reply *r)
 }
 
 static void print_json(const struct txfs_status *st,
+		       const struct txfs_recovery *rec,
 		       const struct txfs_reply *stm)
 {
 	char num[32];
@@ -121,6 +138,13 @@ static void print_json(const struct txfs_status *st,
 	json_field("version", st->version, false);
 	snprintf(num, sizeof(num), "%u", st->protocol);
 	json_field("protocol", num, false);
+	if (rec != NULL)
+		printf(",\"recovery\":{\"records\":%" PRIu64
+		       ",\"steps\":%" PRIu64 ",\"already\":%" PRIu64
+		       ",\"skipped\":%" PRIu64 ",\"discarded\":%" PRIu64
+		       ",\"ms\":%" PRIu64 "}",
+		       rec->records, rec->steps, rec->already, rec->skipped,
+		       rec->discarded, rec->ms);
 	if (stm != NULL) {
 		printf(",\"stm\":{");
 		json_field("clock", txfs_reply_get(stm, "clock"), true);
@@ -200,6 +224,8 @@ static int status_run(struct txctl_ctx *ctx, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct txfs_reply *stm = NULL;
+	struct txfs_recovery rec;
+	bool have_rec;
 	struct txfs_status st;
 	bool want_stm = false, json = false;
 	uint64_t txid;
@@ -244,6 +270,13 @@ static int status_run(struct txctl_ctx *ctx, int argc, char **argv)
 		txctl_err("warning: the daemon speaks protocol %u, this txctl "
 			  "%d",
 			  st.protocol, TXFS_PROTOCOL);
+	/* A daemon too old to report recovery is shown without it. */
+	rc = txfs_recovery(ctx->client, &rec);
+	if (rc != 0 && rc != -EOPNOTSUPP && rc != -EINVAL) {
+		rc = txctl_request_failed(ctx, "recovery", rc, NULL);
+		goto out_free;
+	}
+	have_rec = rc == 0;
 	if (want_stm) {
 		rc = txfs_request(ctx->client, &stm, "stm", (char *)NULL);
 		if (rc != 0) {
@@ -252,9 +285,11 @@ static int status_run(struct txctl_ctx *ctx, int argc, char **argv)
 		}
 	}
 	if (json) {
-		print_json(&st, stm);
+		print_json(&st, have_rec ? &rec : NULL, stm);
 	} else {
 		print_text(&st);
+		if (have_rec)
+			print_recovery_text(&rec);
 		if (stm != NULL)
 			print_stm_text(stm);
 	}

@@ -183,6 +183,7 @@ static void assert_same_change(const struct journal_change *got,
 struct visit {
 	uint64_t txids[256];
 	size_t ns[256];
+	size_t steps[256]; /* the steps each record was reported with */
 	size_t count;
 	size_t stop_at; /* return stop_ret at this visit (1-based) */
 	int stop_ret;
@@ -192,13 +193,15 @@ struct visit {
 };
 
 static int record_visit(uint64_t txid, const struct journal_change *changes,
-			size_t n, void *arg)
+			size_t n, size_t steps, void *arg)
 {
 	struct visit *v = arg;
 
 	ck_assert_uint_lt(v->count, 256);
+	ck_assert_uint_le(steps, n);
 	v->txids[v->count] = txid;
 	v->ns[v->count] = n;
+	v->steps[v->count] = steps;
 	v->count++;
 	if (v->want != NULL) {
 		ck_assert_uint_eq(n, v->nwant);
@@ -233,6 +236,27 @@ static void commit_one(struct journal *j, uint64_t txid)
 	struct journal_change c = simple(JOURNAL_REPLACE, "f", txid);
 
 	ck_assert_int_eq(journal_commit(j, txid, 1000, NULL, &c, 1), 0);
+}
+
+/* record.steps of txid, read on db. */
+static int64_t steps_in_db(sqlite3 *db, uint64_t txid)
+{
+	char sql[96];
+
+	snprintf(sql, sizeof(sql), "SELECT steps FROM record WHERE txid = %llu",
+		 (unsigned long long)txid);
+	return sql_int(db, sql);
+}
+
+/* Commits txid with n changes, each naming the txid and its place. */
+static void commit_n(struct journal *j, uint64_t txid, size_t n)
+{
+	struct journal_change c[8];
+
+	ck_assert_uint_le(n, 8);
+	for (size_t i = 0; i < n; i++)
+		c[i] = simple(JOURNAL_REPLACE, "f", txid * 100 + i);
+	ck_assert_int_eq(journal_commit(j, txid, 0, NULL, c, n), 0);
 }
 
 START_TEST(every_field_comes_back_byte_for_byte)
@@ -652,7 +676,8 @@ START_TEST(a_newer_format_is_refused_and_left_untouched)
 			 -EPROTONOSUPPORT);
 	ck_assert_ptr_null(j);
 	snprintf(want, sizeof(want),
-		 "journal %s: format 7 is newer than this txfsd (1)", db_path);
+		 "journal %s: format 7 is newer than this txfsd (%d)", db_path,
+		 JOURNAL_FORMAT);
 	ck_assert_str_eq(why, want);
 	assert_file_is(before, len);
 	free(before);
@@ -807,6 +832,280 @@ START_TEST(a_path_naming_another_directory_is_einval)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------
+ * Upgrading a format 1 journal
+ */
+
+/* Format 1 as journal.c created it, with created_at filled in. */
+static const char schema_v1[] =
+    "BEGIN IMMEDIATE;"
+    "CREATE TABLE meta ("
+    " id INTEGER PRIMARY KEY CHECK (id = 1),"
+    " max_txid INTEGER NOT NULL CHECK (max_txid >= 0),"
+    " last_seq INTEGER NOT NULL CHECK (last_seq >= 0),"
+    " created_at INTEGER NOT NULL);"
+    "CREATE TABLE record ("
+    " txid INTEGER PRIMARY KEY CHECK (txid > 0),"
+    " seq INTEGER NOT NULL UNIQUE,"
+    " owner INTEGER NOT NULL,"
+    " label TEXT,"
+    " committed_at INTEGER NOT NULL,"
+    " applied INTEGER NOT NULL DEFAULT 0 CHECK (applied IN (0, 1)),"
+    " applied_at INTEGER);"
+    "CREATE INDEX record_pending ON record (seq) WHERE applied = 0;"
+    "CREATE TABLE change ("
+    " txid INTEGER NOT NULL REFERENCES record (txid) ON DELETE CASCADE,"
+    " seq INTEGER NOT NULL,"
+    " kind INTEGER NOT NULL,"
+    " shadow BLOB,"
+    " parent BLOB,"
+    " name BLOB,"
+    " parent2 BLOB,"
+    " name2 BLOB,"
+    " base_dev INTEGER NOT NULL,"
+    " base_ino INTEGER NOT NULL,"
+    " mode INTEGER NOT NULL,"
+    " flags INTEGER NOT NULL,"
+    " path BLOB,"
+    " PRIMARY KEY (txid, seq)) WITHOUT ROWID;"
+    "INSERT INTO meta (id, max_txid, last_seq, created_at)"
+    " VALUES (1, 0, 0, 1700000000000);"
+    "PRAGMA user_version = 1;"
+    "COMMIT;";
+
+/* Binds bytes as format 1 stored them: a blob, or NULL for NULL. */
+static void bind_v1(sqlite3_stmt *st, int i, const void *p, size_t len)
+{
+	if (p == NULL)
+		ck_assert_int_eq(sqlite3_bind_null(st, i), SQLITE_OK);
+	else
+		ck_assert_int_eq(
+		    sqlite3_bind_blob64(st, i, p, len, SQLITE_TRANSIENT),
+		    SQLITE_OK);
+}
+
+static void bind_v1_str(sqlite3_stmt *st, int i, const char *s)
+{
+	bind_v1(st, i, s, s != NULL ? strlen(s) : 0);
+}
+
+/* Writes change seq of txid into a format 1 database, as format 1 did. */
+static void insert_v1_change(sqlite3 *db, uint64_t txid, size_t seq,
+			     const struct journal_change *c)
+{
+	sqlite3_stmt *st;
+
+	ck_assert_int_eq(
+	    sqlite3_prepare_v2(
+		db,
+		"INSERT INTO change (txid, seq, kind, shadow, parent, name, "
+		"parent2, name2, base_dev, base_ino, mode, flags, path) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
+		"?13)",
+		-1, &st, NULL),
+	    SQLITE_OK);
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)txid);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+	sqlite3_bind_int(st, 3, (int)c->kind);
+	bind_v1_str(st, 4, c->shadow);
+	bind_v1(st, 5, c->parent, c->parent_len);
+	bind_v1_str(st, 6, c->name);
+	bind_v1(st, 7, c->parent2, c->parent2_len);
+	bind_v1_str(st, 8, c->name2);
+	sqlite3_bind_int64(st, 9, (sqlite3_int64)c->base_dev);
+	sqlite3_bind_int64(st, 10, (sqlite3_int64)c->base_ino);
+	sqlite3_bind_int64(st, 11, c->mode);
+	sqlite3_bind_int64(st, 12, c->flags);
+	bind_v1_str(st, 13, c->path);
+	ck_assert_msg(sqlite3_step(st) == SQLITE_DONE, "insert change: %s",
+		      sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+}
+
+/* The changes of the pending record in the format 1 journal below. */
+static const unsigned char v1_handle[] = { 0x08, 0x00, 0x00, 0x00,
+					   0x01, 0x00, 0xff, 0x7f };
+static const unsigned char v1_handle2[] = { 0x00, 0x00, 0xfe };
+
+static void v1_changes(struct journal_change c[2])
+{
+	c[0] = (struct journal_change){
+		.kind = JOURNAL_REPLACE,
+		.shadow = "shadows/8/1",
+		.parent = v1_handle,
+		.parent_len = sizeof(v1_handle),
+		.name = "a.txt",
+		.base_dev = UINT64_MAX,
+		.base_ino = (1ULL << 63) + 12,
+		.mode = 0100644,
+		.path = "/dir/a.txt",
+	};
+	c[1] = (struct journal_change){
+		.kind = JOURNAL_RENAME,
+		.parent = v1_handle,
+		.parent_len = sizeof(v1_handle),
+		.name = "old",
+		.parent2 = v1_handle2,
+		.parent2_len = sizeof(v1_handle2),
+		.name2 = "\xff\xfe not utf-8",
+		.flags = 1,
+		.path = "",
+	};
+}
+
+/*
+ * Builds STATE/journal.db as a format 1 txfsd left it: WAL mode, an
+ * applied record 5 (seq 1, one change) and a pending record 8 (seq 2, the
+ * two v1_changes), max_txid 8.
+ */
+static void build_v1_journal(void)
+{
+	struct journal_change old = simple(JOURNAL_UNLINK, "gone", 5);
+	struct journal_change c[2];
+	sqlite3_stmt *st;
+	sqlite3 *db;
+
+	v1_changes(c);
+	ck_assert_int_eq(
+	    sqlite3_open_v2(db_path, &db,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+	    SQLITE_OK);
+	ck_assert_int_eq(
+	    sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL", -1, &st, NULL),
+	    SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "wal");
+	sqlite3_finalize(st);
+	sql_exec(db, "PRAGMA foreign_keys = ON");
+	sql_exec(db, schema_v1);
+	sql_exec(db, "BEGIN IMMEDIATE");
+	sql_exec(db, "INSERT INTO record (txid, seq, owner, label, "
+		     "committed_at, applied, applied_at) VALUES "
+		     "(5, 1, 1000, 'old', 1700000000100, 1, 1700000000200), "
+		     "(8, 2, 1000, 'pending', 1700000000300, 0, NULL)");
+	sql_exec(db, "UPDATE meta SET max_txid = 8, last_seq = 2 "
+		     "WHERE id = 1");
+	insert_v1_change(db, 5, 0, &old);
+	insert_v1_change(db, 8, 0, &c[0]);
+	insert_v1_change(db, 8, 1, &c[1]);
+	sql_exec(db, "COMMIT");
+	ck_assert_int_eq(sql_int(db, "PRAGMA user_version"), 1);
+	ck_assert_int_eq(sql_int(db, "SELECT count(*) FROM "
+				     "pragma_table_info('record') "
+				     "WHERE name = 'steps'"),
+			 0);
+	ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+	ck_assert_int_ne(access(wal_path, F_OK), 0); /* checkpointed */
+}
+
+START_TEST(a_format_1_journal_is_upgraded_in_place)
+{
+	struct journal_change want[2];
+	struct journal_stats s;
+	struct journal *j;
+	struct visit v = { 0 };
+	sqlite3 *db;
+
+	build_v1_journal();
+	v1_changes(want);
+
+	j = jopen();
+	db = peek();
+	ck_assert_int_eq(sql_int(db, "PRAGMA user_version"), JOURNAL_FORMAT);
+	ck_assert_int_eq(sql_int(db, "SELECT count(*) FROM record"), 2);
+	ck_assert_int_eq(sql_int(db, "SELECT count(*) FROM change"), 3);
+	ck_assert_int_eq(steps_in_db(db, 5), 0);
+	ck_assert_int_eq(steps_in_db(db, 8), 0);
+	/* The new column has format 2's check. */
+	ck_assert_int_ne(
+	    sqlite3_exec(db, "UPDATE record SET steps = -1", NULL, NULL, NULL),
+	    SQLITE_OK);
+
+	/* The pending record comes back byte for byte, from step 0. */
+	journal_stats(j, &s);
+	ck_assert_uint_eq(s.pending, 1);
+	ck_assert_uint_eq(max_txid(j), 8);
+	v.want = want;
+	v.nwant = 2;
+	ck_assert_int_eq(journal_pending(j, record_visit, &v), 0);
+	ck_assert_uint_eq(v.count, 1);
+	ck_assert_uint_eq(v.txids[0], 8);
+	ck_assert_uint_eq(v.steps[0], 0);
+
+	/* Steps can be marked on it; the applied record has none. */
+	ck_assert_int_eq(journal_mark_steps(j, 8, 1), 0);
+	ck_assert_int_eq(journal_mark_steps(j, 5, 1), -ENOENT);
+	ck_assert_int_eq(journal_mark_applied(j, 5), 0); /* still there */
+	ck_assert_int_eq(journal_commit(j, 5, 0, NULL, NULL, 0), -EEXIST);
+	commit_one(j, 9);
+	ck_assert(journal_invariants(j));
+	journal_close(j);
+
+	/* Reopening a format 2 journal keeps it so, steps and order too. */
+	j = jopen();
+	ck_assert_int_eq(sql_int(db, "PRAGMA user_version"), JOURNAL_FORMAT);
+	ck_assert_int_eq(steps_in_db(db, 8), 1);
+	memset(&v, 0, sizeof(v));
+	ck_assert_int_eq(journal_pending(j, record_visit, &v), 0);
+	ck_assert_uint_eq(v.count, 2);
+	ck_assert_uint_eq(v.txids[0], 8);
+	ck_assert_uint_eq(v.ns[0], 2);
+	ck_assert_uint_eq(v.steps[0], 1);
+	ck_assert_uint_eq(v.txids[1], 9);
+	ck_assert_uint_eq(v.steps[1], 0);
+	ck_assert_int_eq(journal_mark_applied(j, 8), 0);
+	sqlite3_close(db);
+	journal_close(j);
+}
+END_TEST
+
+START_TEST(a_failed_upgrade_leaves_the_format_1_journal_untouched)
+{
+	struct journal_change want[2];
+	struct journal *j = NULL;
+	char why[512] = "";
+	struct visit v = { 0 };
+	sqlite3 *db, *holder;
+	size_t len;
+	char *before;
+
+	build_v1_journal();
+	v1_changes(want);
+	before = slurp(db_path, &len);
+
+	/* Another connection holds the write lock past the busy timeout. */
+	holder = peek();
+	sqlite3_busy_timeout(holder, 0);
+	sql_exec(holder, "BEGIN IMMEDIATE");
+	ck_assert_int_eq(journal_open(dir_fd, dir, &j, why, sizeof(why)),
+			 -EBUSY);
+	ck_assert_ptr_null(j);
+	ck_assert_msg(strstr(why, "upgrade") != NULL, "why: %s", why);
+	ck_assert_ptr_nonnull(strstr(why, db_path));
+	sql_exec(holder, "ROLLBACK");
+	sqlite3_close(holder);
+
+	assert_file_is(before, len);
+	free(before);
+	db = peek();
+	ck_assert_int_eq(sql_int(db, "PRAGMA user_version"), 1);
+	ck_assert_int_eq(sql_int(db, "SELECT count(*) FROM "
+				     "pragma_table_info('record') "
+				     "WHERE name = 'steps'"),
+			 0);
+	sqlite3_close(db);
+
+	/* Once the lock is gone the upgrade succeeds. */
+	j = jopen();
+	v.want = want;
+	v.nwant = 2;
+	ck_assert_int_eq(journal_pending(j, record_visit, &v), 0);
+	ck_assert_uint_eq(v.count, 1);
+	ck_assert_uint_eq(v.steps[0], 0);
+	journal_close(j);
+}
+END_TEST
+
 START_TEST(ten_thousand_changes_commit_as_one_record)
 {
 	enum { N = 10000 };
@@ -956,6 +1255,214 @@ START_TEST(a_full_disk_is_enospc_and_rolls_back_cleanly)
 	ck_assert_uint_eq(v.ns[1], N);
 	journal_close(j);
 	free(c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------
+ * Steps: how many of a committed record's changes are applied
+ */
+
+START_TEST(a_new_record_starts_at_step_zero)
+{
+	struct journal *j = jopen();
+	struct visit v;
+	sqlite3 *db;
+
+	commit_n(j, 1, 3);
+	ck_assert_int_eq(journal_commit(j, 2, 0, NULL, NULL, 0), 0);
+	pending(j, &v);
+	ck_assert_uint_eq(v.count, 2);
+	ck_assert_uint_eq(v.ns[0], 3);
+	ck_assert_uint_eq(v.steps[0], 0);
+	ck_assert_uint_eq(v.ns[1], 0);
+	ck_assert_uint_eq(v.steps[1], 0);
+	db = peek();
+	ck_assert_int_eq(steps_in_db(db, 1), 0);
+	ck_assert_int_eq(steps_in_db(db, 2), 0);
+	sqlite3_close(db);
+
+	/* A marked step shows at once, and only on its own record. */
+	ck_assert_int_eq(journal_mark_steps(j, 1, 1), 0);
+	pending(j, &v);
+	ck_assert_uint_eq(v.count, 2);
+	ck_assert_uint_eq(v.txids[0], 1);
+	ck_assert_uint_eq(v.steps[0], 1);
+	ck_assert_uint_eq(v.steps[1], 0);
+	ck_assert(journal_invariants(j));
+	journal_close(j);
+}
+END_TEST
+
+START_TEST(marked_steps_survive_a_reopen)
+{
+	struct journal_change c[3] = { simple(JOURNAL_UNLINK, "a", 1),
+				       simple(JOURNAL_MKDIR, "b", 2),
+				       simple(JOURNAL_RENAME, "c", 3) };
+	struct journal *j = jopen();
+	struct journal_stats s;
+	struct visit v = { 0 };
+
+	ck_assert_int_eq(journal_commit(j, 4, 0, NULL, c, 3), 0);
+	ck_assert_int_eq(journal_commit(j, 6, 0, NULL, c, 3), 0);
+	ck_assert_int_eq(journal_mark_steps(j, 4, 2), 0);
+	ck_assert_int_eq(journal_mark_steps(j, 6, 3), 0);
+	journal_close(j);
+
+	j = jopen();
+	v.want = c;
+	v.nwant = 3;
+	ck_assert_int_eq(journal_pending(j, record_visit, &v), 0);
+	ck_assert_uint_eq(v.count, 2);
+	ck_assert_uint_eq(v.txids[0], 4);
+	ck_assert_uint_eq(v.steps[0], 2);
+	ck_assert_uint_eq(v.txids[1], 6);
+	ck_assert_uint_eq(v.steps[1], 3); /* all done, not yet marked applied */
+
+	/* Marking steps applies nothing: both records are still pending. */
+	journal_stats(j, &s);
+	ck_assert_uint_eq(s.pending, 2);
+	ck_assert_uint_eq(s.applied, 0);
+	ck_assert_int_eq(journal_mark_applied(j, 6), 0);
+	pending(j, &v);
+	ck_assert_uint_eq(v.count, 1);
+	ck_assert_uint_eq(v.txids[0], 4);
+	ck_assert_uint_eq(v.steps[0], 2);
+	journal_close(j);
+}
+END_TEST
+
+START_TEST(a_smaller_step_count_is_ignored)
+{
+	struct journal *j = jopen();
+	struct visit v;
+	sqlite3 *db;
+
+	commit_n(j, 1, 5);
+	ck_assert_int_eq(journal_mark_steps(j, 1, 3), 0);
+	ck_assert_int_eq(journal_mark_steps(j, 1, 1), 0);
+	ck_assert_int_eq(journal_mark_steps(j, 1, 0), 0);
+	pending(j, &v);
+	ck_assert_uint_eq(v.count, 1);
+	ck_assert_uint_eq(v.steps[0], 3);
+	ck_assert_int_eq(journal_mark_steps(j, 1, 3), 0);
+	ck_assert_int_eq(journal_mark_steps(j, 1, 4), 0);
+	pending(j, &v);
+	ck_assert_uint_eq(v.steps[0], 4);
+	journal_close(j);
+
+	j = jopen();
+	pending(j, &v);
+	ck_assert_uint_eq(v.steps[0], 4);
+	ck_assert_int_eq(journal_mark_steps(j, 1, 2), 0);
+	db = peek();
+	ck_assert_int_eq(steps_in_db(db, 1), 4);
+	sqlite3_close(db);
+	journal_close(j);
+}
+END_TEST
+
+START_TEST(marking_steps_of_an_applied_or_absent_record_is_enoent)
+{
+	struct journal *j = jopen();
+	struct journal_stats s;
+	struct visit v;
+	sqlite3 *db;
+
+	ck_assert_int_eq(journal_mark_steps(j, 1, 1), -ENOENT);
+	commit_n(j, 1, 2);
+	commit_n(j, 2, 2);
+	ck_assert_int_eq(journal_mark_steps(j, 3, 1), -ENOENT);
+	ck_assert_int_eq(journal_mark_steps(j, 3, 0), -ENOENT);
+	ck_assert_int_eq(journal_mark_steps(j, (uint64_t)INT64_MAX, 1),
+			 -ENOENT);
+
+	/* An applied record is still in the journal, but no longer COMMITTED. */
+	ck_assert_int_eq(journal_mark_applied(j, 1), 0);
+	ck_assert_int_eq(journal_mark_steps(j, 1, 1), -ENOENT);
+	ck_assert_int_eq(journal_mark_steps(j, 1, 0), -ENOENT);
+	db = peek();
+	ck_assert_int_eq(steps_in_db(db, 1), 0);
+	ck_assert_int_eq(steps_in_db(db, 2), 0);
+	sqlite3_close(db);
+	journal_stats(j, &s);
+	ck_assert_uint_eq(s.applied, 1);
+	ck_assert_uint_eq(s.pending, 1);
+	pending(j, &v);
+	ck_assert_uint_eq(v.count, 1);
+	ck_assert_uint_eq(v.txids[0], 2);
+	ck_assert_uint_eq(v.steps[0], 0);
+	ck_assert(journal_invariants(j));
+
+	/* A failed mark is not sticky. */
+	ck_assert_int_eq(journal_mark_steps(j, 2, 1), 0);
+	pending(j, &v);
+	ck_assert_uint_eq(v.steps[0], 1);
+	journal_close(j);
+}
+END_TEST
+
+START_TEST(marking_steps_with_a_bad_txid_is_einval)
+{
+	struct journal *j = jopen();
+	struct visit v;
+
+	commit_n(j, 1, 2);
+	ck_assert_int_eq(journal_mark_steps(j, 0, 1), -EINVAL);
+	ck_assert_int_eq(journal_mark_steps(j, (uint64_t)INT64_MAX + 1, 1),
+			 -EINVAL);
+	ck_assert_int_eq(journal_mark_steps(j, UINT64_MAX, 1), -EINVAL);
+	/* A count SQLite cannot store is refused too. */
+	ck_assert_int_eq(journal_mark_steps(j, 1, SIZE_MAX), -EINVAL);
+	pending(j, &v);
+	ck_assert_uint_eq(v.count, 1);
+	ck_assert_uint_eq(v.steps[0], 0);
+	ck_assert(journal_invariants(j));
+	journal_close(j);
+}
+END_TEST
+
+START_TEST(a_record_claiming_more_steps_than_changes_is_ebadmsg)
+{
+	struct journal *j = jopen();
+	struct visit v = { 0 };
+	sqlite3 *db;
+
+	commit_n(j, 1, 2);
+	commit_n(j, 2, 1);
+	ck_assert_int_eq(journal_commit(j, 3, 0, NULL, NULL, 0), 0);
+
+	/* As many steps as changes is fine: every change is applied. */
+	db = peek();
+	sql_exec(db, "UPDATE record SET steps = 2 WHERE txid = 1");
+	pending(j, &v);
+	ck_assert_uint_eq(v.count, 3);
+	ck_assert_uint_eq(v.steps[0], 2);
+
+	/* One more than the record holds cannot be resumed from. */
+	sql_exec(db, "UPDATE record SET steps = 2 WHERE txid = 2");
+	memset(&v, 0, sizeof(v));
+	ck_assert_int_eq(journal_pending(j, record_visit, &v), -EBADMSG);
+	ck_assert_uint_eq(v.count, 1); /* record 1 came first, then the stop */
+	ck_assert_uint_eq(v.txids[0], 1);
+
+	/* So does a step claimed by a record without changes. */
+	sql_exec(db, "UPDATE record SET steps = 0 WHERE txid = 2");
+	sql_exec(db, "UPDATE record SET steps = 1 WHERE txid = 3");
+	memset(&v, 0, sizeof(v));
+	ck_assert_int_eq(journal_pending(j, record_visit, &v), -EBADMSG);
+	ck_assert_uint_eq(v.count, 2);
+	ck_assert_uint_eq(v.txids[1], 2);
+	sqlite3_close(db);
+
+	/* Not sticky: the journal still works, and refuses again on reopen. */
+	ck_assert_int_eq(journal_mark_steps(j, 2, 1), 0);
+	journal_close(j);
+	j = jopen();
+	memset(&v, 0, sizeof(v));
+	ck_assert_int_eq(journal_pending(j, record_visit, &v), -EBADMSG);
+	ck_assert_uint_eq(v.count, 2);
+	ck_assert_uint_eq(v.steps[1], 1);
+	journal_close(j);
 }
 END_TEST
 
@@ -1142,9 +1649,14 @@ static int fv_current_time_int64(sqlite3_vfs *vfs, sqlite3_int64 *out)
 	return real_vfs->xCurrentTimeInt64(real_vfs, out);
 }
 
-/* Makes the faulty VFS the default, for this test's process only. */
+/*
+ * Makes the faulty VFS the default, for this test's process only.  Once is
+ * enough: under CK_FORK=no a second call must not wrap the faulty VFS.
+ */
 static void use_faulty_vfs(void)
 {
+	if (real_vfs != NULL)
+		return;
 	real_vfs = sqlite3_vfs_find(NULL);
 	ck_assert_ptr_nonnull(real_vfs);
 	faulty_vfs = (sqlite3_vfs){
@@ -1184,6 +1696,7 @@ START_TEST(a_failed_fsync_at_commit_makes_the_journal_fail_until_reopened)
 	/* Sticky: nothing more is built on an unknown outcome. */
 	ck_assert_int_eq(journal_commit(j, 3, 0, NULL, NULL, 0), -EIO);
 	ck_assert_int_eq(journal_mark_applied(j, 1), -EIO);
+	ck_assert_int_eq(journal_mark_steps(j, 1, 0), -EIO);
 	ck_assert_int_eq(journal_note_txid(j, 9), -EIO);
 	ck_assert_int_eq(journal_max_txid(j, &max), -EIO);
 	ck_assert_int_eq(journal_pending(j, record_visit, &v), -EIO);
@@ -1201,6 +1714,72 @@ START_TEST(a_failed_fsync_at_commit_makes_the_journal_fail_until_reopened)
 	}
 	ck_assert(saw1 && saw4);
 	ck_assert_uint_eq(v.txids[v.count - 1], 4);
+	journal_close(j);
+}
+END_TEST
+
+START_TEST(marked_steps_survive_a_process_that_never_closes)
+{
+	struct journal *j;
+	struct visit v;
+	int status;
+	pid_t pid;
+
+	j = jopen();
+	commit_n(j, 3, 4);
+	journal_close(j);
+
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct journal *cj;
+		char why[512];
+
+		if (journal_open(dir_fd, dir, &cj, why, sizeof(why)) != 0)
+			_exit(2);
+		if (journal_mark_steps(cj, 3, 2) != 0)
+			_exit(3);
+		_exit(0); /* no journal_close, no checkpoint */
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	ck_assert_int_eq(access(wal_path, F_OK), 0);
+
+	j = jopen();
+	pending(j, &v);
+	ck_assert_uint_eq(v.count, 1);
+	ck_assert_uint_eq(v.txids[0], 3);
+	ck_assert_uint_eq(v.ns[0], 4);
+	ck_assert_uint_eq(v.steps[0], 2);
+	journal_close(j);
+}
+END_TEST
+
+START_TEST(a_failed_fsync_while_marking_steps_makes_the_journal_fail)
+{
+	struct journal *j;
+	struct visit v;
+
+	use_faulty_vfs();
+	j = jopen();
+	commit_n(j, 1, 3);
+	ck_assert_int_eq(journal_mark_steps(j, 1, 1), 0);
+
+	fail_syncs = true;
+	ck_assert_int_eq(journal_mark_steps(j, 1, 2), -EIO);
+	fail_syncs = false;
+	ck_assert_int_eq(journal_mark_steps(j, 1, 3), -EIO);
+	ck_assert_int_eq(journal_mark_applied(j, 1), -EIO);
+	ck_assert_int_eq(journal_pending(j, record_visit, &v), -EIO);
+	journal_close(j);
+
+	/* After a restart the step is 1 or 2, never lost below 1. */
+	j = jopen();
+	pending(j, &v);
+	ck_assert_uint_eq(v.count, 1);
+	ck_assert(v.steps[0] == 1 || v.steps[0] == 2);
+	ck_assert_int_eq(journal_mark_steps(j, 1, 3), 0);
 	journal_close(j);
 }
 END_TEST
@@ -1276,6 +1855,7 @@ static Suite *journal_suite(void)
 	TCase *tc = tcase_create("records");
 	TCase *tf = tcase_create("format");
 	TCase *td = tcase_create("durability");
+	TCase *ts = tcase_create("steps");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
@@ -1309,7 +1889,22 @@ static Suite *journal_suite(void)
 		       a_database_with_a_corrupt_page_is_refused_not_recreated);
 	tcase_add_test(tf, a_truncated_database_is_refused_not_recreated);
 	tcase_add_test(tf, a_path_naming_another_directory_is_einval);
+	tcase_add_test(tf, a_format_1_journal_is_upgraded_in_place);
+	tcase_add_test(tf,
+		       a_failed_upgrade_leaves_the_format_1_journal_untouched);
 	suite_add_tcase(s, tf);
+
+	tcase_add_checked_fixture(ts, setup, teardown);
+	tcase_set_timeout(ts, 120);
+	tcase_add_test(ts, a_new_record_starts_at_step_zero);
+	tcase_add_test(ts, marked_steps_survive_a_reopen);
+	tcase_add_test(ts, a_smaller_step_count_is_ignored);
+	tcase_add_test(ts,
+		       marking_steps_of_an_applied_or_absent_record_is_enoent);
+	tcase_add_test(ts, marking_steps_with_a_bad_txid_is_einval);
+	tcase_add_test(ts,
+		       a_record_claiming_more_steps_than_changes_is_ebadmsg);
+	suite_add_tcase(s, ts);
 
 	tcase_add_checked_fixture(td, setup, teardown);
 	tcase_set_timeout(td, 120);
@@ -1318,6 +1913,9 @@ static Suite *journal_suite(void)
 	tcase_add_test(td, a_full_disk_is_enospc_and_rolls_back_cleanly);
 	tcase_add_test(
 	    td, a_failed_fsync_at_commit_makes_the_journal_fail_until_reopened);
+	tcase_add_test(td, marked_steps_survive_a_process_that_never_closes);
+	tcase_add_test(
+	    td, a_failed_fsync_while_marking_steps_makes_the_journal_fail);
 	suite_add_tcase(s, td);
 	return s;
 }

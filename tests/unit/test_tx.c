@@ -364,11 +364,12 @@ static size_t ntx(void)
 }
 
 static int count_record(uint64_t txid, const struct journal_change *c, size_t n,
-			void *arg)
+			size_t steps, void *arg)
 {
 	(void)txid;
 	(void)c;
 	(void)n;
+	(void)steps;
 	(*(int *)arg)++;
 	return 0;
 }
