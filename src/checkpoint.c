@@ -334,6 +334,9 @@ static int write_into(const struct checkpoint_env *env,
 			     O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
 	if (bfd < 0) {
 		ret = bfd == -1 ? -errno : bfd;
+		/* Gone: a later step of the record removed every link. */
+		if (ret == -ESTALE || ret == -ENOENT)
+			ret = 0;
 		goto out_close_shadow;
 	}
 	if (fstat(bfd, &bst) < 0 || fstat(sfd, &sst) < 0) {
@@ -342,7 +345,7 @@ static int write_into(const struct checkpoint_env *env,
 	}
 	if ((uint64_t)bst.st_ino != c->base_ino ||
 	    (uint64_t)bst.st_dev != c->base_dev) {
-		ret = -ESTALE;
+		ret = 0; /* the name moved on: a later step changed it */
 		goto out_close;
 	}
 	if (ftruncate(bfd, 0) < 0) {
@@ -361,9 +364,17 @@ out_close_shadow:
 	return ret;
 }
 
+/* What step() did, or -errno. */
+enum {
+	STEP_ALREADY = 0, /* found the step done */
+	STEP_DONE = 1,	  /* performed it */
+	STEP_GONE = 2,	  /* skipped: its target is gone from SOURCE */
+};
+
 /*
- * Performs one step if it is not done yet.  Returns 1 if it acted, 0 if it
- * found the step done, or -errno.  Adds the directories to make durable.
+ * Performs one step if it is not done yet.  Adds the directories to make
+ * durable.  WRITE_INTO into an inode that no longer exists is done: only a
+ * later step of the record (or a removal outside) deletes it.
  */
 static int step(const struct checkpoint_env *env,
 		const struct journal_change *c, int pfd, struct dirset *dirs)
@@ -386,10 +397,10 @@ static int step(const struct checkpoint_env *env,
 		if (c->kind == JOURNAL_REPLACE)
 			node_mark_dead(env->nodes, (dev_t)c->base_dev,
 				       (ino_t)c->base_ino);
-		return 1;
+		return STEP_DONE;
 	case JOURNAL_WRITE_INTO:
 		r = write_into(env, c, pfd);
-		return r < 0 ? r : 1;
+		return r < 0 ? r : STEP_DONE;
 	case JOURNAL_UNLINK:
 	case JOURNAL_RMDIR:
 		r = name_holds(pfd, c->name, c->base_dev, c->base_ino);
@@ -398,13 +409,15 @@ static int step(const struct checkpoint_env *env,
 		if (unlinkat(pfd, c->name,
 			     c->kind == JOURNAL_RMDIR ? AT_REMOVEDIR : 0) < 0)
 			return -errno;
-		return 1;
+		return STEP_DONE;
 	case JOURNAL_RENAME:
 		r = name_holds(pfd, c->name, c->base_dev, c->base_ino);
 		if (r <= 0)
 			return r;
 		p2 = open_handle(env, c->parent2, c->parent2_len,
 				 O_PATH | O_DIRECTORY);
+		if (p2 == -ESTALE || p2 == -ENOENT)
+			return STEP_GONE;
 		if (p2 < 0)
 			return p2;
 		r = dirset_add(dirs, c->parent2, c->parent2_len, NULL);
@@ -412,23 +425,35 @@ static int step(const struct checkpoint_env *env,
 		    renameat2(pfd, c->name, p2, c->name2, c->flags) < 0)
 			r = -errno;
 		close(p2);
-		return r < 0 ? r : 1;
+		return r < 0 ? r : STEP_DONE;
 	case JOURNAL_LINK:
 		r = name_holds(pfd, c->name, c->base_dev, c->base_ino);
 		if (r != 0)
-			return r < 0 ? r : 0;
+			return r < 0 ? r : STEP_ALREADY;
 		ofd = open_handle(env, c->parent2, c->parent2_len,
 				  O_PATH | O_NOFOLLOW);
+		if (ofd == -ESTALE || ofd == -ENOENT)
+			return STEP_GONE;
 		if (ofd < 0)
 			return ofd;
-		r = linkat(ofd, "", pfd, c->name, AT_EMPTY_PATH) < 0 ? -errno
-								     : 1;
+		r = linkat(ofd, "", pfd, c->name, AT_EMPTY_PATH) < 0
+			? -errno
+			: STEP_DONE;
 		close(ofd);
 		return r;
 	case JOURNAL_SETATTR:
 		break;
 	}
 	return -EINVAL;
+}
+
+static bool same_parent(const struct journal_change *a,
+			const struct journal_change *b)
+{
+	size_t la = a->parent != NULL ? a->parent_len : 0;
+	size_t lb = b->parent != NULL ? b->parent_len : 0;
+
+	return la == lb && (la == 0 || memcmp(a->parent, b->parent, la) == 0);
 }
 
 static const char *step_what(const struct journal_change *c)
@@ -444,15 +469,21 @@ int checkpoint_apply(const struct checkpoint_env *env, uint64_t txid,
 {
 	struct dirset dirs = { 0 };
 	bool *marks;
-	size_t i;
-	int ret = 0;
+	size_t i, pfrom = 0;
+	int pfd = -1, ret = 0;
 
 	marks = checkpoint_marks(c, n);
 	if (marks == NULL)
 		return -ENOMEM;
 	for (i = from; i < n; i++) {
-		int pfd = open_handle(env, c[i].parent, c[i].parent_len,
-				      O_PATH | O_DIRECTORY);
+		/* Consecutive steps in one directory share its descriptor. */
+		if (pfd < 0 || !same_parent(&c[pfrom], &c[i])) {
+			if (pfd >= 0)
+				close(pfd);
+			pfd = open_handle(env, c[i].parent, c[i].parent_len,
+					  O_PATH | O_DIRECTORY);
+			pfrom = i;
+		}
 		if (pfd == -ESTALE || pfd == -ENOENT) {
 			log_warn("transaction %" PRIu64 ": the directory of "
 				 "%s is gone from the source; step %zu "
@@ -468,13 +499,18 @@ int checkpoint_apply(const struct checkpoint_env *env, uint64_t txid,
 		ret = dirset_add(&dirs, c[i].parent, c[i].parent_len, NULL);
 		if (ret == 0)
 			ret = step(env, &c[i], pfd, &dirs);
-		close(pfd);
 		if (ret < 0)
 			goto out_fail;
-		if (ret == 1)
+		if (ret == STEP_GONE) {
+			log_warn("transaction %" PRIu64 ": the target of %s is "
+				 "gone from the source; step %zu skipped",
+				 txid, step_what(&c[i]), i + 1);
+			stats->skipped++;
+		} else if (ret == STEP_DONE) {
 			stats->steps++;
-		else
+		} else {
 			stats->already++;
+		}
 		crash_point(env->recovery ? CRASH_RECOVERY_STEP
 					  : CRASH_CHECKPOINT_STEP);
 		if (marks[i] && i + 1 < n) {
@@ -488,6 +524,9 @@ int checkpoint_apply(const struct checkpoint_env *env, uint64_t txid,
 			stats->marks++;
 		}
 	}
+	if (pfd >= 0)
+		close(pfd);
+	pfd = -1;
 	/* Invariant (2). */
 	ret = dirset_sync(env, &dirs);
 	if (ret < 0)
@@ -511,6 +550,8 @@ out_fail_mark:
 		"durable: %s; the journal keeps it for recovery",
 		txid, strerror(-ret));
 out_free:
+	if (pfd >= 0)
+		close(pfd);
 	free(dirs.v);
 	free(marks);
 	return ret;
