@@ -141,7 +141,9 @@ struct tx_table {
 	pthread_mutex_t id_lock;     /* guards next_id and reserved */
 	uint64_t next_id, reserved;
 	struct tx_recovery recovery; /* written by tx_table_new only */
-	uint64_t *redone;	     /* txids recovery redid; tx_table_new */
+	/* A committed record could not be applied: no commit until restart. */
+	_Atomic bool unapplied;
+	uint64_t *redone; /* txids recovery redid; tx_table_new */
 	size_t nredone;
 };
 
@@ -1443,6 +1445,17 @@ int tx_commit(struct tx_table *tt, uint64_t id, uid_t requester,
 
 	memset(conflicts, 0, sizeof(*conflicts));
 	*changes = 0;
+	/*
+	 * Recovery redoes records in commit order; a later commit applied
+	 * now could be overwritten by it.  The transaction stays open.
+	 */
+	if (atomic_load(&tt->unapplied)) {
+		log_err("transaction %" PRIu64 ": not committed, because an "
+			"earlier committed transaction is not yet in the "
+			"source; restart txfsd to finish it",
+			id);
+		return -EIO;
+	}
 	ret = stm_atomically(start_body, &a, 0);
 	if (ret < 0)
 		return ret;
@@ -1618,6 +1631,8 @@ int tx_commit(struct tx_table *tt, uint64_t id, uid_t requester,
 		struct checkpoint_stats cs = { 0 };
 		int r = checkpoint_apply(&env, id, jc, snap.n + nops, 0, &cs);
 		keep = r < 0;
+		if (r < 0)
+			atomic_store(&tt->unapplied, true);
 		if (r < 0)
 			log_err("transaction %" PRIu64 " is committed but not "
 				"yet in the source: txfsd applies it at its "

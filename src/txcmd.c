@@ -432,6 +432,7 @@ static void run_job(struct txcmd *tc, struct job *j)
 	struct timespec t0, t1;
 	size_t changes = 0;
 	uint64_t txid = j->txid;
+	bool replied = false;
 	int ret = 0;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -506,6 +507,14 @@ static void run_job(struct txcmd *tc, struct job *j)
 				control_reply_add(rep, "path",
 						  conflicts.paths[i]);
 			}
+		} else if (ret < 0 && end_error(ret) == NULL && ret != -EPERM) {
+			/* Nothing became durable: say what the user can do. */
+			control_reply_error(rep, ret,
+					    "cannot commit transaction %" PRIu64
+					    ": %s; it is still open (commit "
+					    "again, or abort it)",
+					    txid, strerror(-ret));
+			replied = true;
 		}
 		tx_conflicts_clear(&conflicts);
 		break;
@@ -551,8 +560,8 @@ static void run_job(struct txcmd *tc, struct job *j)
 	    j->kind != JOB_BEGIN)
 		control_reply_error(rep, ret, "%s %" PRIu64, end_error(ret),
 				    txid);
-	else if (ret < 0 && rep != NULL && ret != -ECANCELED && ret != -EBUSY &&
-		 ret != -ESRCH && ret != -EPERM)
+	else if (ret < 0 && rep != NULL && !replied && ret != -ECANCELED &&
+		 ret != -EBUSY && ret != -ESRCH && ret != -EPERM)
 		control_reply_error(
 		    rep, ret, "%s failed: %s",
 		    control_request_verb(control_reply_request(rep)),
