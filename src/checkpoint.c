@@ -285,8 +285,6 @@ static int dirset_sync(const struct checkpoint_env *env, struct dirset *d)
 		ret = fsync_fd_dir(fd);
 		close(fd);
 	}
-	if (ret == 0)
-		ret = fsync_fd_dir(env->statedir_fd);
 	d->n = 0;
 	return ret;
 }

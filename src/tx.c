@@ -1098,11 +1098,14 @@ static void remove_dir(struct tx_table *tt, struct tx *t, bool aborting)
 	if (d != NULL)
 		closedir(d);
 	close(t->dirfd);
+	/*
+	 * Not synced: a directory that comes back after a crash is removed
+	 * at the next start, and nothing in it is needed any more.
+	 */
 	if (unlinkat(tt->statedir_fd, t->dirname, AT_REMOVEDIR) < 0)
 		log_warn("cannot remove %s/%s: %s",
 			 statedir_path(tt->cfg.state), t->dirname,
 			 strerror(errno));
-	fsync(tt->statedir_fd);
 }
 
 /*
