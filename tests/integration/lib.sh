@@ -23,6 +23,7 @@
 #   - helpers: txfs_mount, txfs_mount_at, txfs_umount, fail, the assert_*
 #     and expect_* functions, tree_snapshot/tree_compare, run_both, and
 #     stop_at_cleanup (kills a background job left running at the end);
+#   - for crash scenarios, the helpers in the "crashes" section at the end;
 #   - for transactions: require_txctl (which also exports TXCTL, FSOP, MNT,
 #     SRC and T for child shells), txctl (runs $TXCTL -m $MNT), expect_status
 #     (a command's exit status, its output kept in $T/out and $T/err),
@@ -802,4 +803,139 @@ assert_no_tx_state() {
 		*) [ ! -e "$path" ] || fail "$dir holds $path" ;;
 		esac
 	done
+}
+
+# --- crashes -----------------------------------------------------------------
+#
+# For scenarios that crash the daemon (tx_crash*.sh) and so start it
+# hundreds of times: these helpers poll with shell builtins only, since a
+# process started per poll costs more than the daemon's start-up on a busy
+# machine.
+
+# require_crash_points: skips the scenario unless the daemon honours
+# TXFS_CRASH (a build configured with --disable-crash-points ignores it).
+# A daemon that honours it refuses an unknown point before it even looks
+# at its source and mount point.
+require_crash_points() {
+	local out
+	require_txfsd
+	out=$(TXFS_CRASH=no-such-point "$TXFSD" -f "$T/no-such-source" \
+		"$T/no-such-mountpoint" 2>&1) || true
+	if [[ $out != *"unknown crash point"* ]]; then
+		echo "SKIP: $TXFSD ignores TXFS_CRASH (crash points disabled)"
+		exit 77
+	fi
+}
+
+# nap SECONDS: sleeps without starting a process (a read that times out on
+# a FIFO that nobody writes).
+nap() {
+	[ -p "$T/.nap" ] || mkfifo "$T/.nap"
+	read -r -t "$1" _ <>"$T/.nap" || true
+}
+
+# mounted_type ESCAPED-DIR: sets REPLY to the file-system type of the
+# topmost mount at the directory mountinfo spells ESCAPED-DIR (see
+# mountinfo_escape), or to nothing; builtins only.
+mounted_type() {
+	local mp rest
+	REPLY=
+	while read -r _ _ _ _ mp rest; do
+		if [ "$mp" = "$1" ]; then
+			rest=${rest#* - }
+			REPLY=${rest%% *}
+		fi
+	done </proc/self/mountinfo
+}
+
+# pid_running PID: pid_alive with builtins only.
+pid_running() {
+	local stat
+	{ read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
+	stat=${stat##*) }
+	[ "${stat%% *}" != Z ]
+}
+
+# txfs_mount_try [txfsd options…]: like txfs_mount ($SRC on $MNT), except
+# that a daemon that exits before its mount comes up (as one does when a
+# crash point armed for recovery fires) is reaped and forgotten, and the
+# function returns 1, with the exit status in DAEMON_STATUS, instead of
+# failing the scenario.  The daemon inherits the caller's environment, so
+# "TXFS_CRASH=NAME:K txfs_mount_try" arms a crash point.
+txfs_mount_try() {
+	local mnt esc n=${#DAEMON_PIDS[@]} i
+	mnt=$(realpath -m -- "$MNT")
+	esc=$(mountinfo_escape "$mnt")
+	mounted_type "$esc"
+	[ -z "$REPLY" ] || fail "$mnt is mounted already ($REPLY)"
+	_daemon_cmd "$SRC" "$MNT" "$@"
+	DAEMON_LOG=$T/daemon.$n.log
+	echo "# mount${TXFS_CRASH:+ (TXFS_CRASH=$TXFS_CRASH)}: ${_cmd[*]}"
+	env --default-signal=INT,QUIT setsid "${_cmd[@]}" >"$DAEMON_LOG" 2>&1 &
+	DAEMON_PID=$!
+	DAEMON_PIDS+=("$DAEMON_PID")
+	DAEMON_MNTS+=("$mnt")
+	DAEMON_LOGS+=("$DAEMON_LOG")
+	DAEMON_CHILD+=(1)
+	echo "$DAEMON_PID $mnt" >>"$T/.daemons"
+	for ((i = 0; i < MOUNT_WAIT * 100; i++)); do
+		mounted_type "$esc"
+		case $REPLY in
+		fuse | fuse.*) break ;;
+		esac
+		if ! pid_running "$DAEMON_PID"; then
+			DAEMON_STATUS=0
+			wait "$DAEMON_PID" || DAEMON_STATUS=$?
+			DAEMON_PIDS[n]=
+			# (Had it mounted after the last look, the mount is
+			# dead now.)
+			mounted_type "$esc"
+			[ -z "$REPLY" ] || _force_umount "$mnt"
+			return 1
+		fi
+		nap 0.01
+	done
+	case $REPLY in
+	fuse | fuse.*) ;;
+	*) fail "no mount at $mnt after ${MOUNT_WAIT}s" ;;
+	esac
+	if is_txfsd && [ "$REPLY" != fuse.txfs ]; then
+		fail "mount at $mnt has type $REPLY, not fuse.txfs"
+	fi
+	# The first access waits for the FUSE handshake to finish.
+	[ -d "$mnt/." ] || fail "cannot stat the new mount $mnt"
+}
+
+# txfs_reap_crashed: after the daemon started last (by txfs_mount or
+# txfs_mount_try) died on its own (a crash point) or was killed (kill -9),
+# waits for it to exit, collects its exit status into DAEMON_STATUS,
+# lazily unmounts the dead mount and forgets the daemon, so that its
+# status does not fail the scenario.
+txfs_reap_crashed() {
+	local n=$((${#DAEMON_PIDS[@]} - 1)) esc mnt
+	[ "${DAEMON_PIDS[n]}" = "$DAEMON_PID" ] ||
+		fail "the daemon $DAEMON_PID is not the last one started"
+	# It is our child: wait blocks until it exits (the watchdog ends a
+	# daemon that does not).
+	wait "$DAEMON_PID" && DAEMON_STATUS=0 || DAEMON_STATUS=$?
+	DAEMON_PIDS[n]=
+	mnt=${DAEMON_MNTS[n]}
+	fusermount3 -uz "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null ||
+		true
+	esc=$(mountinfo_escape "$mnt")
+	mounted_type "$esc"
+	[ -z "$REPLY" ] || fail "cannot unmount the dead mount $mnt"
+}
+
+# daemon_crash_point [LOG]: sets REPLY to the name of the crash point the
+# daemon reported reaching in LOG (default $DAEMON_LOG), or to nothing.
+daemon_crash_point() {
+	local line
+	REPLY=
+	while IFS= read -r line; do
+		if [[ $line == "txfsd: crash point reached: "* ]]; then
+			REPLY=${line#txfsd: crash point reached: }
+			return 0
+		fi
+	done <"${1:-$DAEMON_LOG}"
 }
