@@ -302,24 +302,31 @@ _daemon_cmd() {
 # the foreground, in the background of the scenario and in a session of its
 # own, and waits until its mount is in /proc/self/mountinfo.  Sets
 # DAEMON_PID and DAEMON_LOG.
-txfs_mount_at() {
-	local src=$1 mnt n=${#DAEMON_PIDS[@]} i fstype
-	# The daemon gets the paths as given; the harness tracks the mount
-	# point by its canonical name, as mountinfo shows it.
-	mnt=$(realpath -m -- "$2")
-	_daemon_cmd "$src" "$2" "${@:3}"
-	DAEMON_LOG=$T/daemon.$n.log
-	echo "# mount: ${_cmd[*]}"
+# _daemon_start MNT: starts the daemon command _daemon_cmd built, logging
+# to the next daemon.N.log, and registers it (for the cleanup trap) as the
+# daemon of the canonical mount point MNT.
+_daemon_start() {
+	DAEMON_LOG=$T/daemon.${#DAEMON_PIDS[@]}.log
 	# Background jobs of a non-interactive shell start with SIGINT and
 	# SIGQUIT ignored, and a daemon rightly keeps ignored signals
 	# ignored; reset them so that the daemon sees what a user would send.
 	env --default-signal=INT,QUIT setsid "${_cmd[@]}" >"$DAEMON_LOG" 2>&1 &
 	DAEMON_PID=$!
 	DAEMON_PIDS+=("$DAEMON_PID")
-	DAEMON_MNTS+=("$mnt")
+	DAEMON_MNTS+=("$1")
 	DAEMON_LOGS+=("$DAEMON_LOG")
 	DAEMON_CHILD+=(1)
-	echo "$DAEMON_PID $mnt" >>"$T/.daemons"
+	echo "$DAEMON_PID $1" >>"$T/.daemons"
+}
+
+txfs_mount_at() {
+	local src=$1 mnt i fstype
+	# The daemon gets the paths as given; the harness tracks the mount
+	# point by its canonical name, as mountinfo shows it.
+	mnt=$(realpath -m -- "$2")
+	_daemon_cmd "$src" "$2" "${@:3}"
+	echo "# mount: ${_cmd[*]}"
+	_daemon_start "$mnt"
 	for ((i = 0; i < MOUNT_WAIT * 20; i++)); do
 		if is_fuse_mounted "$mnt"; then
 			break
@@ -869,15 +876,8 @@ txfs_mount_try() {
 	mounted_type "$esc"
 	[ -z "$REPLY" ] || fail "$mnt is mounted already ($REPLY)"
 	_daemon_cmd "$SRC" "$MNT" "$@"
-	DAEMON_LOG=$T/daemon.$n.log
 	echo "# mount${TXFS_CRASH:+ (TXFS_CRASH=$TXFS_CRASH)}: ${_cmd[*]}"
-	env --default-signal=INT,QUIT setsid "${_cmd[@]}" >"$DAEMON_LOG" 2>&1 &
-	DAEMON_PID=$!
-	DAEMON_PIDS+=("$DAEMON_PID")
-	DAEMON_MNTS+=("$mnt")
-	DAEMON_LOGS+=("$DAEMON_LOG")
-	DAEMON_CHILD+=(1)
-	echo "$DAEMON_PID $mnt" >>"$T/.daemons"
+	_daemon_start "$mnt"
 	for ((i = 0; i < MOUNT_WAIT * 100; i++)); do
 		mounted_type "$esc"
 		case $REPLY in
