@@ -209,7 +209,7 @@ struct txfs_recovery {
 
 /*
  * Asks the daemon what recovery did at its start.  Returns 0, the daemon's
- * negative errno (-EOPNOTSUPP from a daemon too old to say), -EPROTO for a
+ * negative errno (-ENOSYS from a daemon too old to say), -EPROTO for a
  * malformed reply, or a transport error as txfs_request.
  */
 int txfs_recovery(struct txfs_client *cl, struct txfs_recovery *out);

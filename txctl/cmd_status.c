@@ -272,7 +272,7 @@ static int status_run(struct txctl_ctx *ctx, int argc, char **argv)
 			  st.protocol, TXFS_PROTOCOL);
 	/* A daemon too old to report recovery is shown without it. */
 	rc = txfs_recovery(ctx->client, &rec);
-	if (rc != 0 && rc != -EOPNOTSUPP && rc != -EINVAL) {
+	if (rc != 0 && rc != -ENOSYS) {
 		rc = txctl_request_failed(ctx, "recovery", rc, NULL);
 		goto out_free;
 	}
