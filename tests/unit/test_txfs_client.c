@@ -291,6 +291,44 @@ START_TEST(commit_passes_other_errors_through_with_nothing_held)
 }
 END_TEST
 
+START_TEST(recovery_reports_every_count)
+{
+	struct txfs_recovery r;
+	struct fake f;
+
+	fake_open(&f);
+	fake_answer(&f, "ok\nrecords=2\nsteps=17\nalready=3\nskipped=1\n"
+			"discarded=4\nms=250\n\n");
+	ck_assert_int_eq(txfs_recovery(f.cl, &r), 0);
+	fake_expect(&f, "recovery\n");
+	ck_assert_uint_eq(r.records, 2);
+	ck_assert_uint_eq(r.steps, 17);
+	ck_assert_uint_eq(r.already, 3);
+	ck_assert_uint_eq(r.skipped, 1);
+	ck_assert_uint_eq(r.discarded, 4);
+	ck_assert_uint_eq(r.ms, 250);
+	fake_close(&f);
+}
+END_TEST
+
+START_TEST(recovery_rejects_a_missing_count_and_passes_enosys)
+{
+	struct txfs_recovery r;
+	struct fake f;
+
+	fake_open(&f);
+	fake_answer(&f, "ok\nrecords=2\nsteps=17\nalready=3\nskipped=1\n"
+			"ms=250\n\n");
+	ck_assert_int_eq(txfs_recovery(f.cl, &r), -EPROTO);
+	ck_assert_uint_eq(r.records, 0);
+	fake_expect(&f, "recovery\n");
+	/* A daemon older than the verb. */
+	fake_answer(&f, "err ENOSYS unknown request 'recovery'\n\n");
+	ck_assert_int_eq(txfs_recovery(f.cl, &r), -ENOSYS);
+	fake_close(&f);
+}
+END_TEST
+
 START_TEST(abort_names_the_transaction_or_none)
 {
 	struct fake f;
@@ -699,6 +737,8 @@ static Suite *txfs_client_suite(void)
 	tcase_add_test(tc, diff_fails_whole_when_one_record_is_malformed);
 	tcase_add_test(tc, diff_rejects_fields_that_contradict_the_change);
 	tcase_add_test(tc, diff_returns_the_daemons_errno_and_message);
+	tcase_add_test(tc, recovery_reports_every_count);
+	tcase_add_test(tc, recovery_rejects_a_missing_count_and_passes_enosys);
 	suite_add_tcase(s, tc);
 	return s;
 }
