@@ -143,8 +143,6 @@ struct tx_table {
 	struct tx_recovery recovery; /* written by tx_table_new only */
 	/* A committed record could not be applied: no commit until restart. */
 	_Atomic bool unapplied;
-	uint64_t *redone; /* txids recovery redid; tx_table_new */
-	size_t nredone;
 };
 
 static size_t bucket_of(dev_t dev, ino_t ino)
@@ -1186,7 +1184,6 @@ static int add_conflict(struct tx_conflicts *c, const char *path)
 	return 0;
 }
 
-/* Syncs the directory open (O_PATH) at pfd; 0 or -errno. */
 /* Opens a directory by handle (O_PATH); the root for NULL. */
 static int open_dir(struct tx_table *tt, const struct handle *h)
 {
@@ -1634,13 +1631,13 @@ int tx_commit(struct tx_table *tt, uint64_t id, uid_t requester,
 		struct checkpoint_stats cs = { 0 };
 		int r = checkpoint_apply(&env, id, jc, snap.n + nops, 0, &cs);
 		keep = r < 0;
-		if (r < 0)
+		if (r < 0) {
 			atomic_store(&tt->unapplied, true);
-		if (r < 0)
 			log_err("transaction %" PRIu64 " is committed but not "
 				"yet in the source: txfsd applies it at its "
 				"next start",
 				id);
+		}
 	}
 	crash_point(CRASH_COMMIT_APPLIED);
 	*changes = snap.n + nops;
@@ -1823,6 +1820,22 @@ int tx_show(struct tx_table *tt, uint64_t id, struct tx_info *out,
 
 /* ---- the table ---------------------------------------------------------- */
 
+/* Removes STATEDIR/dirname (tx-ID) and what it holds; false if absent. */
+static bool remove_named(struct tx_table *tt, const char *dirname)
+{
+	struct tx t = { 0 };
+
+	if (strlen(dirname) >= sizeof(t.dirname))
+		return false;
+	memcpy(t.dirname, dirname, strlen(dirname) + 1);
+	t.dirfd = openat(tt->statedir_fd, t.dirname,
+			 O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (t.dirfd < 0)
+		return false;
+	remove_dir(tt, &t, false);
+	return true;
+}
+
 /*
  * Redoes one committed record that was not applied, from the step the
  * journal recorded (checkpoint.c explains why that is safe).
@@ -1845,11 +1858,6 @@ static int redo_record(uint64_t txid, const struct journal_change *c, size_t n,
 		 txid, steps + 1, n);
 	ret = checkpoint_apply(&env, txid, c, n, steps, &cs);
 	tt->recovery.records++;
-	uint64_t *ids = realloc(tt->redone, (tt->nredone + 1) * sizeof(*ids));
-	if (ids != NULL) {
-		tt->redone = ids;
-		ids[tt->nredone++] = txid;
-	}
 	tt->recovery.steps += cs.steps;
 	tt->recovery.already += cs.already + steps;
 	tt->recovery.skipped += cs.skipped;
@@ -1858,21 +1866,17 @@ static int redo_record(uint64_t txid, const struct journal_change *c, size_t n,
 	log_info("recovery: transaction %" PRIu64 " applied (%zu step(s) "
 		 "redone, %zu found done)",
 		 txid, cs.steps, cs.already + steps);
+	/* Its shadows are no longer needed. */
+	char dirname[32];
+	snprintf(dirname, sizeof(dirname), "tx-%" PRIu64, txid);
+	remove_named(tt, dirname);
 	return 0;
 }
 
-/* Whether dirname (tx-ID) belongs to a record recovery redid just now. */
-static bool redone(struct tx_table *tt, const char *dirname)
-{
-	uint64_t id = strtoull(dirname + 3, NULL, 10);
-
-	for (size_t i = 0; i < tt->nredone; i++)
-		if (tt->redone[i] == id)
-			return true;
-	return false;
-}
-
-/* Removes what transactions of an earlier run left in the state dir. */
+/*
+ * Removes what unfinished transactions of an earlier run left in the state
+ * dir (recovery has removed the directories of the records it redid).
+ */
 static void remove_leftovers(struct tx_table *tt)
 {
 	int fd =
@@ -1886,22 +1890,12 @@ static void remove_leftovers(struct tx_table *tt)
 		return;
 	}
 	while ((e = readdir(d)) != NULL) {
-		struct tx t = { 0 };
 		if (strncmp(e->d_name, "tx-", 3) != 0 ||
-		    strlen(e->d_name) >= sizeof(t.dirname))
+		    !remove_named(tt, e->d_name))
 			continue;
-		memcpy(t.dirname, e->d_name, strlen(e->d_name) + 1);
-		t.dirfd =
-		    openat(tt->statedir_fd, t.dirname,
-			   O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-		if (t.dirfd < 0)
-			continue;
-		log_info("removing %s, left by a transaction of an earlier run",
-			 t.dirname);
-		remove_dir(tt, &t, false);
-		/* Not the directory of a record just redone: unfinished. */
-		if (!redone(tt, t.dirname))
-			tt->recovery.discarded++;
+		log_info("removed %s, left by a transaction of an earlier run",
+			 e->d_name);
+		tt->recovery.discarded++;
 	}
 	closedir(d);
 }
@@ -1961,7 +1955,6 @@ int tx_table_new(const struct tx_config *cfg, struct tx_table **out)
 
 out_free_buckets:
 	pthread_mutex_destroy(&tt->id_lock);
-	free(tt->redone);
 	free(tt->buckets);
 out_free_table:
 	free(tt);
@@ -1991,7 +1984,6 @@ void tx_table_free(struct tx_table *tt)
 	}
 	stm_quiesce();
 	pthread_mutex_destroy(&tt->id_lock);
-	free(tt->redone);
 	free(tt->buckets);
 	free(tt);
 }
