@@ -1310,8 +1310,7 @@ int journal_pending(struct journal *j, journal_pending_fn fn, void *arg)
 			continue;
 		if (l.steps > l.n) {
 			log_err("journal %s: transaction %" PRIu64
-				" claims %zu "
-				"applied steps of %zu",
+				" claims %zu applied steps of %zu",
 				j->path, ids[i], l.steps, l.n);
 			loaded_free(&l);
 			ret = -EBADMSG;

@@ -49,14 +49,14 @@
  * hold reclamation back).  Each thread frees its own retired objects, in
  * batches, from a list sorted by tag; threads that exit hand theirs to
  * g_orphans, which are freed only below both the slots and the clock read
- * before the slots were scanned (see reclaim()).  Contention: randomised exponential back-off after each
- * abort, and after SERIAL_AFTER consecutive aborts the body runs in serial
- * mode, where no other attempt can start or still be running, so it cannot
- * conflict.  Statistics: aborts, waits and serial runs are counted on the
- * site at once; commits are counted per thread and added to the site every
- * SITE_FLUSH commits, when the thread sleeps, exits, or calls
- * stm_sites_foreach(), so a busy site's commits lag by < SITE_FLUSH per
- * thread.
+ * before the slots were scanned (see reclaim()).  Contention: randomised
+ * exponential back-off after each abort, and after SERIAL_AFTER
+ * consecutive aborts the body runs in serial mode, where no other attempt
+ * can start or still be running, so it cannot conflict.  Statistics:
+ * aborts, waits and serial runs are counted on the site at once; commits
+ * are counted per thread and added to the site every SITE_FLUSH commits,
+ * when the thread sleeps, exits, or calls stm_sites_foreach(), so a busy
+ * site's commits lag by < SITE_FLUSH per thread.
  *
  * INVARIANTS
  *

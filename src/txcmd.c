@@ -507,7 +507,7 @@ static void run_job(struct txcmd *tc, struct job *j)
 				control_reply_add(rep, "path",
 						  conflicts.paths[i]);
 			}
-		} else if (ret < 0 && end_error(ret) == NULL && ret != -EPERM) {
+		} else if (ret < 0 && end_error(ret) == NULL) {
 			/* Nothing became durable: say what the user can do. */
 			control_reply_error(rep, ret,
 					    "cannot commit transaction %" PRIu64
